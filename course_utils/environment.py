@@ -1,0 +1,68 @@
+"""What this machine is: versions, devices, memory, fast/offline mode, cached assets."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+
+from . import assets, config
+
+#: Packages whose versions the course reports (distribution names).
+PACKAGES = ("tensorflow", "keras", "tf-keras-vis", "keras-hub", "numpy", "scipy",
+            "scikit-learn", "scikit-image", "matplotlib", "pandas", "jupyterlab", "nbval")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed version of each package in :data:`PACKAGES` ('missing' if absent)."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def devices() -> list[str]:
+    """TensorFlow's physical devices, e.g. ['CPU:0'] (GPUs hidden by CUDA_VISIBLE_DEVICES='')."""
+    import tensorflow as tf
+
+    return [f"{d.device_type}:{d.name.rsplit(':', 1)[-1]}" for d in tf.config.list_physical_devices()]
+
+
+def summary(check_network: bool = True) -> dict[str, object]:
+    """Everything ``doctor`` reports, as a dict (the network probe is optional: it may wait 3 s)."""
+    import psutil
+
+    online = None if not check_network else assets.network_available()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": psutil.cpu_count(logical=True),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "devices": devices(),
+        "packages": package_versions(),
+        "fast_mode": config.fast_mode(),
+        "offline_forced": config.offline_forced(),
+        "online": online,
+        "data_dir": str(config.data_dir()),
+        "assets": assets.status(),
+    }
+
+
+def format_summary(info: dict[str, object]) -> str:
+    """A short human-readable block of :func:`summary`'s facts."""
+    pk = info["packages"]
+    online = {None: "not checked", True: "yes", False: "no"}[info["online"]]
+    present = [a["asset"] for a in info["assets"] if a["present"]]
+    missing = [a["asset"] for a in info["assets"] if not a["present"]]
+    return "\n".join([
+        f"Python {info['python']} on {info['platform']}; {info['cpus']} CPUs, "
+        f"{info['memory_gb']} GB RAM; devices: {', '.join(info['devices'])}",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        f"Fast mode (COURSE_FAST): {'ON' if info['fast_mode'] else 'off'}; "
+        f"offline forced (COURSE_OFFLINE): {'yes' if info['offline_forced'] else 'no'}; "
+        f"network reachable: {online}",
+        f"Data directory (COURSE_DATA_DIR): {info['data_dir']}",
+        f"Assets cached: {', '.join(present) or 'none'}; not cached: {', '.join(missing) or 'none'}",
+    ])

@@ -1,0 +1,110 @@
+"""One plot style for the course: overlays, image/map grids and tables.
+
+Every function returns the matplotlib Figure (or a pandas DataFrame) and never calls
+``plt.show()`` itself, so notebooks stay in control and tests can save figures to PNG.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+#: The colour map for saliency: perceptually uniform, readable in grey print.
+SALIENCY_CMAP = "inferno"
+
+_STYLE = {
+    "figure.dpi": 100, "savefig.dpi": 110, "figure.facecolor": "white",
+    "axes.titlesize": 10, "axes.labelsize": 9, "font.size": 9,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+    "axes.spines.right": False, "image.cmap": "gray", "figure.constrained_layout.use": True,
+}
+
+
+def use_style() -> None:
+    """Apply the course's matplotlib style (called by ``course_utils.setup``)."""
+    matplotlib.rcParams.update(_STYLE)
+
+
+def _as_display(image: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 1) or (H, W, 3) in [0, 1] or [0, 255] -> something imshow shows as-is."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.max() > 1.0:
+        img = img / 255.0
+    return np.clip(img, 0.0, 1.0)
+
+
+def overlay(ax: plt.Axes, image: np.ndarray, saliency: np.ndarray | None = None, *,
+            alpha: float = 0.5, cmap: str = SALIENCY_CMAP, title: str | None = None) -> None:
+    """Draw ``image`` and, if given, a (H, W) saliency map in [0, 1] on top of it."""
+    ax.imshow(_as_display(image), cmap="gray", vmin=0, vmax=1)
+    if saliency is not None:
+        ax.imshow(saliency, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
+def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None, *,
+         row_titles: Sequence[str] | None = None, col_titles: Sequence[str] | None = None,
+         alpha: float = 0.55, size: float = 2.3, overlay_maps: bool = True) -> plt.Figure:
+    """Images in rows; column 0 the image, then one column per map set.
+
+    ``maps``: {column title: (n, H, W) maps in [0, 1]}; ``overlay_maps=False`` shows the maps
+    alone (no photo underneath), which is how noisy maps are best judged.
+    """
+    maps = maps or {}
+    n, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
+    titles = list(col_titles) if col_titles else ["image", *maps]
+    for i in range(n):
+        overlay(axes[i, 0], images[i], title=titles[0] if i == 0 else None)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            if overlay_maps:
+                overlay(axes[i, j], images[i], m[i], alpha=alpha)
+            else:
+                axes[i, j].imshow(m[i], cmap=SALIENCY_CMAP, vmin=0, vmax=1)
+                axes[i, j].set_xticks([])
+                axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(titles[j])
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i])
+    return fig
+
+
+def photo_panel(photos, *, size: float = 3.2, width: int = 48) -> plt.Figure:
+    """The photos in a row, each with its title and credit (author, licence, source) below."""
+    import textwrap
+
+    fig, axes = plt.subplots(1, len(photos), figsize=(size * len(photos), size * 1.25),
+                             squeeze=False)
+    for ax, photo in zip(axes[0], photos):
+        overlay(ax, photo.pixels, title=textwrap.fill(photo.title, width // 1.3))
+        ax.set_xlabel(textwrap.fill(photo.credit, width), fontsize=6.5)
+    return fig
+
+
+def topk_table(ours: list[tuple[int, str, float]], paper: list[tuple[str | None, float | None]],
+               *, ours_label: str = "VGG16 (ours)") -> pd.DataFrame:
+    """Side-by-side top-k table: our (class, %) beside the paper's (class, %)."""
+    rows = []
+    for rank, (mine, theirs) in enumerate(zip(ours, paper), start=1):
+        rows.append({
+            "rank": rank,
+            f"{ours_label}: class": mine[1],
+            f"{ours_label}: %": round(100 * mine[2], 1),
+            "paper: class": theirs[0] if theirs[0] else "(not legible)",
+            "paper: %": theirs[1] if theirs[1] is not None else float("nan"),
+        })
+    return pd.DataFrame(rows).set_index("rank")
+
+
+def save(fig: plt.Figure, path) -> None:
+    """Save a figure as PNG (used by tests and the benchmark to look at what learners see)."""
+    fig.savefig(path, bbox_inches="tight")

@@ -1,0 +1,224 @@
+"""One entry point over the saliency methods the course uses: :func:`compute`.
+
+Gradient methods (vanilla, SmoothGrad) and the CAM family (Grad-CAM, Grad-CAM++, Score-CAM)
+come from tf-keras-vis; gradient x input and Integrated Gradients are short batched
+``tf.GradientTape`` code (tf-keras-vis does not have them). Every method returns *raw* maps
+(what the metrics need) and min-max *normalised* maps (what the eye needs).
+
+Pitfalls handled here, so learners meet them as lessons rather than bugs:
+
+* Maps are taken of the **pre-activation score** (logit): a softmax/sigmoid output layer is
+  swapped for a linear twin that shares every other layer (no 500 MB model clone).
+* tf-keras-vis' ``ReplaceToLinear`` fails on a Keras 3 ``Sequential`` model; we never use it.
+* Score-CAM applies a softmax over the model outputs; with one sigmoid unit that softmax is
+  always 1 and every channel gets the same weight. For single-output models we score the
+  two-class softmax ``[0, z]``, whose second entry is exactly ``sigmoid(z)``.
+* tf-keras-vis min-max normalises by default; we ask it not to and normalise ourselves.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+from scipy import ndimage
+
+#: Names accepted by :func:`compute`, in the order the course introduces them.
+METHODS: tuple[str, ...] = ("vanilla", "smoothgrad", "gradxinput", "integrated_gradients",
+                            "gradcam", "gradcam++", "scorecam")
+
+#: Human-readable names for plots and tables.
+LABELS: dict[str, str] = {
+    "vanilla": "Vanilla gradient", "smoothgrad": "SmoothGrad", "gradxinput": "Gradient × input",
+    "integrated_gradients": "Integrated Gradients", "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
+}
+
+warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
+
+
+@dataclass
+class SaliencyResult:
+    """Maps for a batch of images.
+
+    ``raw``: (n, H, W) float32, the method's own units (|gradient| for vanilla and SmoothGrad,
+    signed relevance for gradient x input and IG, ReLU'd class activation for the CAMs).
+    ``normalised``: (n, H, W) float32 in [0, 1], per-image min-max of ``raw`` (of ``|raw|``
+    for the signed methods). ``seconds``: wall time of the call.
+    """
+
+    method: str
+    raw: np.ndarray
+    normalised: np.ndarray
+    seconds: float
+    params: dict = field(default_factory=dict)
+
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Per-map min-max scaling of (n, H, W) maps to [0, 1]; a constant map becomes all zeros."""
+    maps = np.asarray(maps, dtype=np.float32)
+    lo = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - lo
+    return np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0).astype(np.float32)
+
+
+def smooth(maps: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Gaussian-blur each (n, H, W) map by ``sigma`` pixels (not across the batch axis)."""
+    return ndimage.gaussian_filter(np.asarray(maps, np.float32), sigma=(0, sigma, sigma))
+
+
+def logit_model(model: keras.Model) -> keras.Model:
+    """A twin of ``model`` whose output is the pre-activation score of its last Dense layer.
+
+    Every layer but the last is shared (same weights, no copy); the last Dense layer is
+    re-created with a linear activation and the same kernel and bias. Models whose last
+    layer is already linear are returned unchanged. The twin is cached on the model.
+    """
+    cached = getattr(model, "_course_logit_model", None)
+    if cached is not None:
+        return cached
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    if activation is None or activation is keras.activations.linear:
+        return model
+    if not isinstance(last, keras.layers.Dense):
+        raise ValueError(f"cannot strip the output activation of a {type(last).__name__} layer; "
+                         "end the model with a Dense layer or pass a model with linear outputs")
+    config = last.get_config() | {"activation": "linear", "name": f"{last.name}_logits"}
+    twin = keras.layers.Dense.from_config(config)
+    outputs = twin(last.input)
+    twin.set_weights(last.get_weights())
+    result = keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
+    model._course_logit_model = result
+    return result
+
+
+def _scores(model: keras.Model, targets) -> tuple[object, np.ndarray]:
+    """A tf-keras-vis score function for ``targets`` (class index per image or one int)."""
+    from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
+
+    targets = np.atleast_1d(np.asarray(targets, dtype=np.int64))
+    if model.outputs[0].shape[-1] == 1:
+        if not np.isin(targets, (0, 1)).all():
+            raise ValueError(f"a single-output model takes targets 0 or 1, got {targets}")
+        return BinaryScore(targets.astype(bool).tolist()), targets
+    n_classes = model.outputs[0].shape[-1]
+    if targets.min() < 0 or targets.max() >= n_classes:
+        raise ValueError(f"targets must be class indices in [0, {n_classes}), got {targets}")
+    return CategoricalScore(targets.tolist()), targets
+
+
+def _target_score(outputs: tf.Tensor, targets: np.ndarray) -> tf.Tensor:
+    """(n,) score of each image's target: the logit, or for one output +z (target 1) / -z (0)."""
+    if outputs.shape[-1] == 1:
+        return outputs[:, 0] * tf.constant(2.0 * targets - 1.0, outputs.dtype)
+    return tf.gather(outputs, targets, axis=1, batch_dims=1)
+
+
+def input_gradients(model: keras.Model, images: np.ndarray, targets) -> np.ndarray:
+    """d(score of target)/d(input) for a batch: (n, H, W, C) float32 (logit scores)."""
+    logits = logit_model(model)
+    _, targets = _scores(logits, targets)
+    targets = np.broadcast_to(targets, (len(images),))
+    x = tf.convert_to_tensor(images, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        score = _target_score(logits(x, training=False), targets)
+    return tape.gradient(score, x).numpy()
+
+
+def _integrated_gradients(model, images, targets, steps: int, baseline, batch_size: int):
+    baseline = np.zeros_like(images) if baseline is None else np.broadcast_to(baseline, images.shape)
+    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps  # midpoint Riemann sum
+    total = np.zeros_like(images, dtype=np.float32)
+    for a in alphas:  # each step is one batched forward/backward pass over all images
+        path = baseline + a * (images - baseline)
+        total += _batched(input_gradients, model, path, targets, batch_size)
+    return ((images - baseline) * total / steps).sum(axis=-1)
+
+
+def _batched(fn, model, images, targets, batch_size):
+    targets = np.broadcast_to(np.atleast_1d(targets), (len(images),))
+    return np.concatenate([fn(model, images[i:i + batch_size], targets[i:i + batch_size])
+                           for i in range(0, len(images), batch_size)])
+
+
+def _binary_as_two_class(model: keras.Model) -> keras.Model:
+    """For Score-CAM: turn a one-logit model into logits [0, z] so softmax gives sigmoid(z)."""
+    z = model.outputs[0]
+    two = keras.layers.Concatenate(name="two_class_logits")([keras.ops.zeros_like(z), z])
+    return keras.Model(model.inputs, two, name=f"{model.name}_two_class")
+
+
+def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
+            layer: str | None = None, smooth_samples: int = 20, smooth_noise: float = 0.20,
+            ig_steps: int = 32, baseline: np.ndarray | None = None, score_max_n: int | None = 32,
+            batch_size: int = 16, seed: int | None = 0) -> SaliencyResult:
+    """Saliency maps of ``model`` for a batch of images.
+
+    Parameters
+    ----------
+    images : (n, H, W, C) array, already preprocessed the way ``model`` expects.
+    method : one of :data:`METHODS`.
+    targets : class index per image (or one int for all). For a one-output sigmoid model,
+        1 explains the positive class (p) and 0 the negative one.
+    layer : convolution layer for the CAM methods (default: the last one, found by tf-keras-vis).
+    smooth_samples, smooth_noise : SmoothGrad sample count and noise s.d. as a fraction of each
+        image's value range (Smilkov et al. 2017 suggest 10-20 %).
+    ig_steps, baseline : Integrated Gradients path steps and baseline (default all zeros).
+    score_max_n : Score-CAM uses the ``score_max_n`` most variable channels (Faster-Score-CAM);
+        None uses all channels (slow).
+    seed : seeds TensorFlow before SmoothGrad so its noise is reproducible.
+    """
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.scorecam import Scorecam
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch (n, H, W, C), got shape {images.shape}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    logits = logit_model(model)
+    score, target_arr = _scores(logits, targets)
+    params = {"targets": target_arr.tolist()}
+    cam_args = {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
+    start = time.perf_counter()
+    if method in ("vanilla", "smoothgrad"):
+        samples = smooth_samples if method == "smoothgrad" else 0
+        if samples and seed is not None:
+            keras.utils.set_random_seed(seed)
+        raw = Saliency(logits, clone=False)(score, images, smooth_samples=samples,
+                                            smooth_noise=smooth_noise, normalize_map=False)
+        params |= {"smooth_samples": samples, "smooth_noise": smooth_noise} if samples else {}
+    elif method == "gradxinput":
+        raw = (_batched(input_gradients, model, images, target_arr, batch_size) * images).sum(-1)
+    elif method == "integrated_gradients":
+        raw = _integrated_gradients(model, images, target_arr, ig_steps, baseline, batch_size)
+        params |= {"ig_steps": ig_steps}
+    elif method == "gradcam":
+        raw = Gradcam(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
+    elif method == "gradcam++":
+        raw = GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
+    else:  # scorecam
+        scored = _binary_as_two_class(logits) if logits.outputs[0].shape[-1] == 1 else logits
+        if scored is not logits:
+            from tf_keras_vis.utils.scores import CategoricalScore
+            score = CategoricalScore(np.broadcast_to(target_arr, (len(images),)).tolist())
+        raw = Scorecam(scored, clone=False)(score, images, max_N=score_max_n, batch_size=32,
+                                            normalize_cam=False, **cam_args)
+        params |= {"max_N": score_max_n}
+    seconds = time.perf_counter() - start
+    raw = np.asarray(raw, dtype=np.float32).reshape(images.shape[:3])
+    signed = method in ("gradxinput", "integrated_gradients")
+    return SaliencyResult(method, raw, normalise(np.abs(raw) if signed else raw), seconds, params)
+
+
+def compute_many(model: keras.Model, images: np.ndarray, methods, targets, **kwargs
+                 ) -> dict[str, SaliencyResult]:
+    """:func:`compute` for several methods on the same batch: ``{method: SaliencyResult}``."""
+    return {m: compute(model, images, m, targets, **kwargs) for m in methods}

@@ -1,0 +1,149 @@
+"""Saliency methods against analytic answers on tiny hand-built models."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from course_utils import saliency
+
+H = W = 8
+
+
+def _linear_model(weights: np.ndarray, activation: str) -> keras.Model:
+    """y = activation(flatten(x) @ weights): the gradient of its logit w.r.t. x is ``weights``."""
+    inputs = keras.Input((H, W, 3))
+    dense = keras.layers.Dense(weights.shape[1], activation=activation, use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([weights])
+    return model
+
+
+@pytest.fixture(scope="module")
+def linear():
+    w = np.random.default_rng(0).normal(size=(H * W * 3, 3)).astype(np.float32)
+    x = np.random.default_rng(1).uniform(0, 1, size=(2, H, W, 3)).astype(np.float32)
+    return _linear_model(w, "softmax"), w.reshape(H, W, 3, 3), x
+
+
+def test_vanilla_gradient_of_a_linear_model_is_abs_weights(linear):
+    model, w, x = linear
+    for k in range(3):
+        res = saliency.compute(model, x, "vanilla", k)
+        expected = np.abs(w[..., k]).max(axis=-1)  # max over colour channels (Simonyan)
+        np.testing.assert_allclose(res.raw, np.broadcast_to(expected, (2, H, W)), rtol=1e-5)
+        assert res.normalised.min() == 0 and res.normalised.max() == pytest.approx(1)
+
+
+def test_gradients_are_taken_of_the_logit_not_the_softmax(linear):
+    model, w, x = linear
+    logits = saliency.logit_model(model)
+    np.testing.assert_allclose(keras.ops.softmax(logits(x)).numpy(), model(x).numpy(), rtol=1e-5)
+    assert saliency.logit_model(model) is logits  # cached, not rebuilt
+    assert logits.layers[1] is model.layers[1]  # shared layers, no copy
+
+
+def test_smoothgrad_of_a_linear_model_equals_vanilla(linear):
+    model, w, x = linear
+    res = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=4)
+    np.testing.assert_allclose(res.raw[0], np.abs(w[..., 1]).max(-1), rtol=1e-5)
+
+
+def test_gradient_x_input_and_integrated_gradients_are_exact_for_linear(linear):
+    model, w, x = linear
+    expected = (w[None, ..., 2] * x).sum(-1)
+    gxi = saliency.compute(model, x, "gradxinput", 2)
+    ig = saliency.compute(model, x, "integrated_gradients", 2, ig_steps=4)
+    np.testing.assert_allclose(gxi.raw, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ig.raw, expected, rtol=1e-4, atol=1e-6)
+    # IG completeness: attributions sum to f(x) - f(baseline) (logit; baseline 0 gives 0).
+    logit = saliency.logit_model(model)(x).numpy()[:, 2]
+    np.testing.assert_allclose(ig.raw.sum((1, 2)), logit, rtol=1e-4)
+
+
+def test_single_sigmoid_output_targets_both_classes():
+    w = np.random.default_rng(2).normal(size=(H * W * 3, 1)).astype(np.float32)
+    model = _linear_model(w, "sigmoid")
+    x = np.ones((1, H, W, 3), np.float32)
+    pos = saliency.compute(model, x, "gradxinput", 1).raw
+    neg = saliency.compute(model, x, "gradxinput", 0).raw
+    np.testing.assert_allclose(pos, -neg, rtol=1e-5)  # explaining "not COVID" flips the sign
+    with pytest.raises(ValueError, match="targets 0 or 1"):
+        saliency.compute(model, x, "vanilla", 2)
+
+
+def _region_model() -> keras.Model:
+    """Feature map 'feat' = input; channel 0 holds region R, channel 1 the rest; p looks at R."""
+    inputs = keras.Input((16, 16, 2))
+    feat = keras.layers.Conv2D(2, 1, use_bias=False, name="feat")
+    pooled = keras.layers.GlobalAveragePooling2D()(feat(inputs))
+    head = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inputs, head(pooled))
+    feat.set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2)])
+    head.set_weights([np.array([[4.0], [0.0]], np.float32), np.array([-1.0], np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def region_case():
+    region = np.zeros((16, 16), bool)
+    region[2:7, 9:14] = True
+    x = np.zeros((1, 16, 16, 2), np.float32)
+    x[0, ..., 0] = region
+    x[0, ..., 1] = ~region
+    return _region_model(), x, region
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_grad_cams_light_up_only_the_region_the_model_uses(region_case, method):
+    model, x, region = region_case
+    cam = saliency.compute(model, x, method, 1, layer="feat").raw[0]
+    assert cam[region].min() > 0 and np.abs(cam[~region]).max() == pytest.approx(0, abs=1e-6)
+    assert region[np.unravel_index(cam.argmax(), cam.shape)]
+
+
+def test_scorecam_on_a_sigmoid_model_is_fixed_by_the_two_class_softmax(region_case):
+    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.utils.scores import BinaryScore
+
+    model, x, region = region_case
+    naive = Scorecam(model)(BinaryScore(True), x, penultimate_layer="feat",
+                            normalize_cam=False)[0]
+    # tf-keras-vis softmaxes the single output -> every channel weight is 1 -> a flat map.
+    assert naive[region].mean() == pytest.approx(naive[~region].mean(), rel=1e-3)
+    cam = saliency.compute(model, x, "scorecam", 1, layer="feat", score_max_n=None).raw[0]
+    assert cam[region].mean() > 1.2 * cam[~region].mean()
+
+
+def test_maps_are_deterministic(linear):
+    model, _, x = linear
+    a = saliency.compute(model, x, "smoothgrad", 0, smooth_samples=3, seed=7).raw
+    b = saliency.compute(model, x, "smoothgrad", 0, smooth_samples=3, seed=7).raw
+    np.testing.assert_array_equal(a, b)
+
+
+def test_normalise_and_smooth():
+    maps = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 3.0)])
+    out = saliency.normalise(maps)
+    assert out[0].min() == 0 and out[0].max() == 1 and (out[1] == 0).all()  # flat map -> zeros
+    spike = np.zeros((1, 9, 9))
+    spike[0, 4, 4] = 1
+    blurred = saliency.smooth(spike, sigma=1.0)
+    assert blurred.sum() == pytest.approx(1.0, rel=1e-3) and blurred[0, 4, 4] < 1
+
+
+def test_bad_calls_are_explained(linear):
+    model, _, x = linear
+    with pytest.raises(ValueError, match="unknown method"):
+        saliency.compute(model, x, "lime", 0)
+    with pytest.raises(ValueError, match=r"batch \(n, H, W, C\)"):
+        saliency.compute(model, x[0], "vanilla", 0)
+    with pytest.raises(ValueError, match="class indices"):
+        saliency.compute(model, x, "vanilla", 5)
+
+
+def test_compute_many_returns_each_method(linear):
+    model, _, x = linear
+    out = saliency.compute_many(model, x, ["vanilla", "gradxinput"], 0)
+    assert list(out) == ["vanilla", "gradxinput"]
+    assert all(r.raw.shape == (2, H, W) and r.seconds >= 0 for r in out.values())
