@@ -1,0 +1,579 @@
+"""The real chest X-ray data: the COVID-19 Radiography Database, a split, and tf.data pipelines.
+
+The data set is the Kaggle "COVID-19 Radiography Database"
+(``tawsifurrahman/covid19-radiography-database``). Nothing here downloads
+anything: get the archive yourself, unzip it, and point ``COURSE_CXR_DIR`` at it::
+
+    COVID-19_Radiography_Dataset/          <- COURSE_CXR_DIR (or its parent)
+        COVID/
+            images/COVID-1.png ...
+            masks/COVID-1.png ...          (optional lung masks, same file names)
+        Normal/images/Normal-1.png ...
+        Lung_Opacity/images/...
+        Viral Pneumonia/images/...
+
+Typical use::
+
+    root = real_data_dir()                               # None if COURSE_CXR_DIR is unset
+    data = load_radiography(root, image_size=128, limit_per_class=pick(None, 200))
+    train_idx, test_idx = stratified_split(data.labels, test_fraction=0.1, seed=SEED)
+    train_ds = make_dataset(data.images[train_idx], data.labels[train_idx],
+                            shuffle=True, augment=True, seed=SEED)
+
+Conventions: images are ``(n, H, W, 1)`` float32 in [0, 1]; labels are int64 with
+**1 = the first class in ``classes``** (COVID by default) and 0 for every other class.
+"""
+from __future__ import annotations
+
+import os
+import re
+import struct
+import warnings
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:  # TensorFlow is imported lazily: loading data must not pay for it.
+    import tensorflow as tf
+
+__all__ = [
+    "ENV_VAR",
+    "KAGGLE_DATASET",
+    "DatasetError",
+    "RadiographySet",
+    "load_radiography",
+    "read_xray",
+    "real_data_dir",
+    "stratified_split",
+    "make_dataset",
+]
+
+#: Environment variable naming the extracted data set (or its parent folder).
+ENV_VAR = "COURSE_CXR_DIR"
+#: Kaggle identifier of the data set (``kaggle datasets download -d ...``).
+KAGGLE_DATASET = "tawsifurrahman/covid19-radiography-database"
+#: Folder names the Kaggle archive extracts to; ``root`` may be the parent of one of them.
+DATASET_DIRNAMES = ("COVID-19_Radiography_Dataset", "COVID-19 Radiography Database")
+#: File suffixes read as images (compared case-insensitively). Everything else is ignored.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+_DEFAULT_CLASSES = ("COVID", "Normal")
+_UINT16_MAX = 65535.0
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL's "L"
+# What a broken or unsupported file can raise while Pillow decodes it.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+                  Image.DecompressionBombError)
+
+EXPECTED_LAYOUT = """\
+    COVID-19_Radiography_Dataset/          (give this folder or its parent)
+        COVID/
+            images/COVID-1.png ...
+            masks/COVID-1.png ...          (optional lung masks, same file names)
+        Normal/
+            images/Normal-1.png ...
+        Viral Pneumonia/images/...         (other classes are optional)"""
+
+HOW_TO_GET = (
+    f"Download the Kaggle dataset '{KAGGLE_DATASET}' "
+    f"(https://www.kaggle.com/datasets/{KAGGLE_DATASET}, or "
+    f"`kaggle datasets download -d {KAGGLE_DATASET}`), unzip it, and set "
+    f"{ENV_VAR}=/path/to/COVID-19_Radiography_Dataset (or its parent folder)."
+)
+
+
+class DatasetError(ValueError):
+    """The chest X-ray data set is missing, laid out wrongly, or contains an unreadable file."""
+
+
+# --------------------------------------------------------------------------- result type
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RadiographySet:
+    """Images, labels and (optional) lung masks loaded by :func:`load_radiography`.
+
+    Attributes:
+        images: ``(n, H, W, 1)`` float32 in [0, 1], ``H == W == image_size``.
+        labels: ``(n,)`` int64; **1 = first class in** ``classes`` (COVID), 0 = any other class.
+        lung_masks: ``(n, H, W)`` bool lung masks, or ``None`` when no loaded image has a
+            mask. When only some images have one, the others get an all-False mask and
+            ``has_mask`` tells them apart.
+        has_mask: ``(n,)`` bool, True where ``lung_masks[i]`` comes from a mask file
+            (always present; all False when ``lung_masks`` is None).
+        paths: the ``n`` image files, in the same order as the arrays.
+        skipped: ``(path, reason)`` for every unreadable file (``skip_bad=True`` only): an
+            image left out, or a mask whose image was kept with ``has_mask=False``.
+        classes: the class folder names that were requested, in order.
+        class_ids: ``(n,)`` int64 index into ``classes`` (for more than two classes).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    lung_masks: np.ndarray | None
+    has_mask: np.ndarray
+    paths: list[Path]
+    skipped: list[tuple[Path, str]]
+    classes: tuple[str, ...]
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __repr__(self) -> str:
+        counts = np.bincount(self.class_ids, minlength=len(self.classes))
+        per_class = ", ".join(f"{c}={k}" for c, k in zip(self.classes, counts))
+        masks = "none" if self.lung_masks is None else f"{int(self.has_mask.sum())}/{len(self)}"
+        return (f"RadiographySet(n={len(self)}, image_shape={self.images.shape[1:]}, "
+                f"{per_class}, positive={self.classes[0]!r}, masks={masks}, "
+                f"skipped={len(self.skipped)})")
+
+
+# --------------------------------------------------------------------------- locating files
+
+
+def _is_int(value: object, minimum: int) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+
+
+def real_data_dir() -> Path | None:
+    """Where the real data set lives according to ``COURSE_CXR_DIR``.
+
+    Returns:
+        ``Path(os.environ["COURSE_CXR_DIR"])`` (with ``~`` expanded) when the variable
+        is set and non-empty, else ``None`` (the notebooks then fall back to synthetic data).
+
+    Raises:
+        DatasetError: the variable is set but the path does not exist or is not a folder.
+    """
+    value = os.environ.get(ENV_VAR, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        problem = "is not a directory" if path.exists() else "does not exist"
+        raise DatasetError(f"{ENV_VAR} is set to '{path}', which {problem}.\n"
+                           f"Expected layout:\n{EXPECTED_LAYOUT}\n{HOW_TO_GET}")
+    return path
+
+
+def _norm_name(name: str) -> str:
+    """Folder-name key that treats spaces, underscores and hyphens alike, ignoring case."""
+    return re.sub(r"[\s_\-]+", " ", name).strip().casefold()
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def _find_child_dir(parent: Path, name: str) -> Path | None:
+    """``parent/name`` if it is a folder, else the one sub-folder whose name matches loosely."""
+    exact = parent / name
+    if exact.is_dir():
+        return exact
+    matches = [p for p in _subdirs(parent) if _norm_name(p.name) == _norm_name(name)]
+    if len(matches) > 1:
+        raise DatasetError(f"Several folders in '{parent}' match {name!r}: "
+                           f"{[p.name for p in matches]}. Rename or remove all but one.")
+    return matches[0] if matches else None
+
+
+def _is_image_file(path: Path) -> bool:
+    """PNG/JPEG by suffix (any case); hidden files such as macOS ``._x.png`` are ignored."""
+    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+            and path.is_file())
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if _is_image_file(p)), key=lambda p: p.name)
+
+
+def _resolve_root(root: str | os.PathLike[str], classes: Sequence[str]) -> Path:
+    """The folder holding the class folders: ``root`` itself or its dataset sub-folder."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DatasetError(f"COVID-19 Radiography Database not found: '{path}' does not exist.\n"
+                           f"Expected layout:\n{EXPECTED_LAYOUT}\n{HOW_TO_GET}")
+    if not path.is_dir():
+        raise DatasetError(f"'{path}' is not a directory. Expected layout:\n{EXPECTED_LAYOUT}")
+    if any(_find_child_dir(path, c) is not None for c in classes):
+        return path
+    for name in DATASET_DIRNAMES:
+        sub = _find_child_dir(path, name)
+        if sub is not None:
+            return sub
+    return path  # the missing-class error below explains what is there instead
+
+
+def _class_images(dataset_dir: Path, cls: str) -> tuple[list[Path], Path | None]:
+    """Image files of one class (sorted by name) and its ``masks/`` folder, if any."""
+    existing = [p.name for p in _subdirs(dataset_dir)]
+    class_dir = _find_child_dir(dataset_dir, cls)
+    if class_dir is None:
+        raise DatasetError(f"Class folder '{dataset_dir / cls}' not found. Folders in "
+                           f"'{dataset_dir}': {existing or 'none'}.\n"
+                           f"Expected layout:\n{EXPECTED_LAYOUT}\n{HOW_TO_GET}")
+    images_dir = _find_child_dir(class_dir, "images")
+    paths = _list_images(images_dir) if images_dir is not None else []
+    if not paths:
+        if _list_images(class_dir):
+            raise DatasetError(
+                f"Wrong layout: the images of class {cls!r} are directly in '{class_dir}', "
+                f"but they must be in an 'images/' sub-folder ('{class_dir / 'images'}'), "
+                f"with optional lung masks in 'masks/'.\nExpected layout:\n{EXPECTED_LAYOUT}")
+        where = images_dir if images_dir is not None else class_dir / "images"
+        raise DatasetError(f"No PNG/JPEG images for class {cls!r} in '{where}' (missing or "
+                           f"empty). Class folders in '{dataset_dir}': {existing}.\n"
+                           f"Expected layout:\n{EXPECTED_LAYOUT}")
+    return paths, _find_child_dir(class_dir, "masks")
+
+
+def _subsample(paths: list[Path], limit: int | None, seed: int, class_index: int) -> list[Path]:
+    """A seeded random subset of ``limit`` paths, kept in sorted order (all if limit is None)."""
+    if limit is None or limit >= len(paths):
+        return paths
+    rng = np.random.default_rng([seed, class_index])
+    keep = np.sort(rng.choice(len(paths), size=limit, replace=False))
+    return [paths[i] for i in keep]
+
+
+def _mask_lookup(mask_dir: Path | None) -> dict[str, Path]:
+    """Mask files keyed by exact file name and by lower-case stem (fallback match)."""
+    if mask_dir is None:
+        return {}
+    files = _list_images(mask_dir)
+    table = {p.stem.lower(): p for p in files}
+    table.update({p.name: p for p in files})
+    return table
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _to_unit_gray(img: Image.Image) -> np.ndarray:
+    """Any PIL image as a 2-D float32 luminance array in [0, 1].
+
+    8-bit data is divided by 255; 16-bit data by 65535 (the format's maximum, never the
+    image's own maximum, so intensities stay comparable between files). Colour is turned
+    into ITU-R 601-2 luma (as PIL's ``"L"``); an alpha channel is ignored.
+    """
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img).astype(np.float32) / _UINT16_MAX
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+    elif mode in ("L", "LA", "La"):
+        arr = np.asarray(img.getchannel(0), dtype=np.float32) / 255.0
+    elif mode == "1":
+        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    else:  # RGB, RGBA, P, PA, CMYK, YCbCr, ...
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+        arr = (rgb @ _LUMA) / 255.0
+    return np.clip(arr, 0.0, 1.0, out=arr)
+
+
+def _resize(gray: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
+    """Resize a 2-D float32 array to ``(size, size)`` in PIL's 32-bit float mode."""
+    if gray.shape == (size, size):
+        return gray
+    out = Image.fromarray(gray).resize((size, size), resample)  # float32 array -> mode "F"
+    return np.asarray(out, dtype=np.float32)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Decode one file to a 2-D float32 array in [0, 1] (raises Pillow's errors)."""
+    with Image.open(path) as img:
+        img.load()
+        return _to_unit_gray(img)
+
+
+def read_xray(path: str | os.PathLike[str], image_size: int = 128) -> np.ndarray:
+    """Read one PNG/JPEG chest X-ray as the course's models expect it.
+
+    Args:
+        path: an 8- or 16-bit grayscale, RGB or RGBA PNG/JPEG of any size.
+        image_size: output side length; the image is resized (antialiased bilinear)
+            to ``image_size x image_size`` without keeping the aspect ratio.
+
+    Returns:
+        ``(image_size, image_size)`` float32 in [0, 1].
+
+    Raises:
+        DatasetError: the file cannot be decoded (the message names it).
+    """
+    if not _is_int(image_size, 1):
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    path = Path(path)
+    try:
+        gray = _decode(path)
+    except _DECODE_ERRORS as err:
+        raise DatasetError(f"Cannot read image '{path}': {err}") from err
+    return np.clip(_resize(gray, image_size, Image.Resampling.BILINEAR), 0.0, 1.0)
+
+
+def _read_mask(path: Path, image_size: int) -> np.ndarray:
+    """A lung mask file as ``(image_size, image_size)`` bool (nearest resize, then > 0.5)."""
+    return _resize(_decode(path), image_size, Image.Resampling.NEAREST) > 0.5
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check_load_args(image_size: int, classes: Sequence[str], limit_per_class: int | None,
+                     seed: int) -> None:
+    if not _is_int(image_size, 1):
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    if not _is_int(seed, 0):
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
+        raise ValueError(f"classes must be a non-empty sequence of folder names, e.g. "
+                         f"('COVID', 'Normal'), got {classes!r}")
+    if len({_norm_name(c) for c in classes}) != len(classes):
+        raise ValueError(f"classes contains duplicates: {classes!r}")
+    if limit_per_class is not None and not _is_int(limit_per_class, 1):
+        raise ValueError(f"limit_per_class must be None or a positive int, got {limit_per_class!r}")
+
+
+def load_radiography(
+    root: str | os.PathLike[str],
+    image_size: int = 128,
+    classes: Sequence[str] = _DEFAULT_CLASSES,
+    *,
+    skip_bad: bool = False,
+    limit_per_class: int | None = None,
+    seed: int = 0,
+) -> RadiographySet:
+    """Load the COVID-19 Radiography Database (Kaggle layout) into memory.
+
+    Args:
+        root: the extracted ``COVID-19_Radiography_Dataset`` folder or its parent.
+        image_size: side length H = W of the returned images (antialiased bilinear
+            resize; masks use nearest neighbour).
+        classes: class folder names, e.g. ``("COVID", "Normal", "Viral Pneumonia")``.
+            Matching ignores case and treats spaces/underscores/hyphens alike when
+            there is no exact match. **The first class is the positive one (label 1).**
+        skip_bad: if False (default) an unreadable image raises :class:`DatasetError`;
+            if True it is recorded in ``.skipped`` and one warning summarises the count.
+        limit_per_class: keep a seeded random subset of at most this many images per
+            class (fast mode); ``None`` keeps everything.
+        seed: non-negative seed of that subset (drawn per class, independently).
+
+    Returns:
+        A :class:`RadiographySet`: ``images`` ``(n, H, W, 1)`` float32 in [0, 1],
+        ``labels`` ``(n,)`` int64 (1 = ``classes[0]``), ``lung_masks`` ``(n, H, W)`` bool
+        or None, ``has_mask`` ``(n,)`` bool, ``paths``, ``skipped``. Order: classes in
+        the given order, files sorted by name within a class. Non-image files
+        (``.xlsx``, ``README.md.txt``, ``.DS_Store``, ...) are ignored.
+
+    Raises:
+        DatasetError: missing root, missing/empty class folder, images not in an
+            ``images/`` sub-folder, or (without ``skip_bad``) an unreadable file.
+        ValueError: invalid arguments.
+    """
+    _check_load_args(image_size, classes, limit_per_class, seed)
+    classes = tuple(classes)
+    dataset_dir = _resolve_root(root, classes)
+
+    items: list[tuple[Path, int, Path | None]] = []  # (image, class index, mask or None)
+    for ci, cls in enumerate(classes):
+        paths, mask_dir = _class_images(dataset_dir, cls)
+        masks = _mask_lookup(mask_dir)
+        for p in _subsample(paths, limit_per_class, seed, ci):
+            items.append((p, ci, masks.get(p.name) or masks.get(p.stem.lower())))
+
+    n, size = len(items), int(image_size)
+    images = np.empty((n, size, size, 1), dtype=np.float32)  # preallocated: one image decoded at a time
+    want_masks = any(m is not None for _, _, m in items)
+    lung = np.zeros((n, size, size), dtype=bool) if want_masks else None
+    has_mask = np.zeros(n, dtype=bool)
+    class_ids = np.empty(n, dtype=np.int64)
+    kept: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+
+    for path, ci, mask_path in items:
+        k = len(kept)
+        try:
+            images[k, :, :, 0] = np.clip(_resize(_decode(path), size, Image.Resampling.BILINEAR), 0, 1)
+        except _DECODE_ERRORS as err:
+            if not skip_bad:
+                raise DatasetError(f"Cannot read image '{path}': {err}. Fix or delete the file, "
+                                   f"or pass skip_bad=True to skip unreadable files.") from err
+            skipped.append((path, f"unreadable image: {err}"))
+            continue
+        if mask_path is not None:
+            try:
+                lung[k] = _read_mask(mask_path, size)
+                has_mask[k] = True
+            except _DECODE_ERRORS as err:
+                if not skip_bad:
+                    raise DatasetError(f"Cannot read lung mask '{mask_path}': {err}. Pass "
+                                       f"skip_bad=True to keep the image without a mask.") from err
+                skipped.append((mask_path, f"unreadable mask (image kept, has_mask=False): {err}"))
+        class_ids[k] = ci
+        kept.append(path)
+
+    if skipped:
+        warnings.warn(f"load_radiography skipped {len(skipped)} unreadable file(s) under "
+                      f"'{dataset_dir}'; see the .skipped attribute for the list.", stacklevel=2)
+    m = len(kept)
+    if m == 0:
+        raise DatasetError(f"No readable images for classes {list(classes)} under '{dataset_dir}'.")
+    if lung is not None and not has_mask[:m].any():
+        lung = None  # every mask was unreadable
+    class_ids = class_ids[:m]
+    return RadiographySet(
+        images=images[:m],
+        labels=(class_ids == 0).astype(np.int64),
+        lung_masks=None if lung is None else lung[:m],
+        has_mask=has_mask[:m],
+        paths=kept,
+        skipped=skipped,
+        classes=classes,
+        class_ids=class_ids,
+    )
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def stratified_split(
+    labels: np.ndarray | Sequence[int], test_fraction: float = 0.1, seed: int = 42
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reproducible stratified train/test split (scikit-learn ``train_test_split``).
+
+    Args:
+        labels: ``(n,)`` (or ``(n, 1)``) class labels, any hashable integer/str values.
+        test_fraction: share of every class that goes to the test set, in (0, 1).
+        seed: random seed; the same labels and seed always give the same split.
+
+    Returns:
+        ``(train_idx, test_idx)``: sorted int64 index arrays, disjoint, together
+        covering ``range(n)``; each class's test count is within one of
+        ``test_fraction`` times its size.
+
+    Raises:
+        ValueError: bad ``test_fraction``, labels not 1-D/empty, a class with fewer than
+            two members, or a test/train part too small to hold every class.
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D array, got shape {y.shape}")
+    if isinstance(test_fraction, bool) or not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    values, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"every class needs at least 2 samples to stratify; "
+                         f"class {values[counts.argmin()]!r} has {counts.min()}")
+    n_test = int(np.ceil(float(test_fraction) * y.size))
+    if n_test < len(values) or y.size - n_test < len(values):
+        raise ValueError(f"test_fraction={test_fraction} of {y.size} samples gives {n_test} test "
+                         f"samples; both parts need at least one per class ({len(values)} classes)")
+    train, test = train_test_split(np.arange(y.size), test_size=float(test_fraction),
+                                   stratify=y, random_state=int(seed), shuffle=True)
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- tf.data
+
+
+def _augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random shift (±4 % of the side) and brightness/contrast (±10 %) per image, no flips.
+
+    ``images`` is ``(b, H, W, 1)`` float32 in [0, 1]; ``seed`` is a ``(2,)`` int64 stateless
+    seed. Output has the same shape and stays in [0, 1].
+    """
+    import tensorflow as tf
+
+    shift_seed, bright_seed, contrast_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    b = tf.shape(images)[0]
+    hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+    shift = tf.random.stateless_uniform([b, 2], shift_seed, -0.04, 0.04) * hw[::-1]  # (dx, dy) px
+    zero, one = tf.zeros([b, 1]), tf.ones([b, 1])
+    # Output pixel (x, y) samples the input at (x - dx, y - dy): a pure translation.
+    transforms = tf.concat([one, zero, -shift[:, :1], zero, one, -shift[:, 1:], zero, zero], axis=1)
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+    delta = tf.random.stateless_uniform([b, 1, 1, 1], bright_seed, -0.1, 0.1)
+    factor = tf.random.stateless_uniform([b, 1, 1, 1], contrast_seed, 0.9, 1.1)
+    mean = tf.reduce_mean(moved, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value((moved - mean) * factor + mean + delta, 0.0, 1.0)
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    augment: bool = False,
+    seed: int = 42,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """A batched ``tf.data`` pipeline over in-memory images, for ``model.fit``/``evaluate``.
+
+    The arrays are converted to tensors once; shuffling permutes *indices* (so the shuffle
+    buffer holds integers, not a second copy of the images) and each batch is gathered.
+
+    Augmentation (``augment=True``) is deliberately light: a random translation of up to
+    ±4 % of the image side (edge pixels repeated) and brightness/contrast jitter of ±10 %
+    (additive ±0.1 and contrast factor 0.9-1.1 around the image mean), clipped to [0, 1].
+    There are **no horizontal flips**: laterality matters in chest X-rays (the heart sits
+    on the patient's left, the side markers and anatomy are asymmetric), so a mirrored film
+    is not a plausible patient and would teach the model, and its saliency maps, wrong
+    anatomy. Random values come from stateless TF ops seeded by
+    ``tf.data.Dataset.random(seed)``, so a given ``seed`` gives the same augmentations
+    (different ones in each epoch) every run.
+
+    Args:
+        images: ``(n, H, W, 1)`` array in [0, 1] (cast to float32).
+        labels: ``(n,)`` or ``(n, 1)`` binary labels (cast to float32).
+        batch_size: batch size; the last batch may be smaller.
+        shuffle: reshuffle the order every epoch (seeded, reproducible).
+        augment: apply the random augmentation above (training only).
+        seed: seed for shuffling and augmentation.
+        cache: keep the gathered, un-augmented batches in memory after the first epoch.
+            Only used when ``shuffle=False`` (shuffled batches differ every epoch; the data
+            is in memory anyway).
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(images, labels)`` with images ``(b, H, W, 1)`` float32
+        in [0, 1] and labels ``(b, 1)`` float32, prefetched with ``AUTOTUNE``.
+
+    Raises:
+        ValueError: wrong shapes, mismatched lengths, empty input or bad ``batch_size``.
+    """
+    import tensorflow as tf
+
+    x = np.asarray(images, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
+    if x.ndim != 4 or x.shape[-1] != 1:
+        raise ValueError(f"images must have shape (n, H, W, 1), got {x.shape}")
+    if x.shape[0] == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"need as many labels as images (> 0): {x.shape[0]} images, {y.shape[0]} labels")
+    if not _is_int(batch_size, 1):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+    x_t, y_t = tf.constant(x), tf.constant(y)
+    n = x.shape[0]
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size)).map(lambda idx: (tf.gather(x_t, idx), tf.gather(y_t, idx)),
+                                       num_parallel_calls=tf.data.AUTOTUNE)
+    if cache and not shuffle:
+        ds = ds.cache()
+    if augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda xy, s: (_augment_batch(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
