@@ -117,14 +117,18 @@ def course_photo(key: str, *, offline: bool | None = None) -> Photo:
     A stand-in's ``note`` says why the real photo could not be used.
     """
     asset = assets.get(key)
-    path, problem = assets.try_fetch(key, offline=offline)
-    if path is not None:
+    problem = None
+    for attempt in range(2):  # a cached file that does not decode is set aside and fetched again
+        path, problem = assets.try_fetch(key, offline=offline)
+        if path is None:
+            break
         try:
             return Photo(key=key, title=asset.description, pixels=load_image(path),
                          credit=f"{asset.attribution}, {asset.licence}, via Wikimedia Commons "
                                 f"({asset.source})")
         except ImageError as e:
             problem = str(e)
+            path.replace(path.with_name(path.name + ".corrupt"))
     photo = fallback_photo(key)
     return Photo(photo.key, photo.title, photo.pixels, photo.credit, True, note=problem)
 

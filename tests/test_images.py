@@ -104,12 +104,31 @@ def test_cached_photo_is_used_with_its_credit(isolated_cache):
     assert asset.attribution in photo.credit and asset.licence in photo.credit
 
 
-def test_corrupt_cached_photo_falls_back_and_says_why(isolated_cache):
+def test_corrupt_cached_photo_is_set_aside_and_never_used(isolated_cache):
     asset = assets.get("dome")
     asset.path.parent.mkdir(parents=True, exist_ok=True)
     asset.path.write_bytes(b"<html>rate limited</html>")
-    photo = images.course_photo("dome")
-    assert photo.is_fallback and "not an image" in photo.note
+    photo = images.course_photo("dome")  # offline: cannot fetch again, so the stand-in is used
+    assert photo.is_fallback and "offline" in photo.note
+    assert not asset.path.exists()
+    assert asset.path.with_name(asset.path.name + ".corrupt").read_bytes().startswith(b"<html>")
+
+
+def test_corrupt_cached_photo_is_fetched_again(isolated_cache, monkeypatch):
+    asset = assets.get("dog")
+    asset.path.parent.mkdir(parents=True, exist_ok=True)
+    asset.path.write_bytes(b"\xff\xd8\xff truncated jpeg")
+    good = isolated_cache / "good.png"
+    Image.fromarray(np.full((9, 9, 3), 200, np.uint8)).save(good)
+
+    def fake_fetch(name, offline=None, progress=True):  # the "network" delivers a good copy
+        if not asset.path.exists():
+            asset.path.write_bytes(good.read_bytes())
+        return asset.path, None
+
+    monkeypatch.setattr(assets, "try_fetch", fake_fetch)
+    photo = images.course_photo("dog")
+    assert not photo.is_fallback and photo.pixels.shape == (9, 9, 3)
 
 
 def test_folder_photos_reads_good_files_and_reports_bad_ones(tmp_path):
