@@ -45,3 +45,40 @@ def top_fraction_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.05) -
     in_b = np.zeros_like(fb, dtype=bool)
     np.put_along_axis(in_b, top_b, True, axis=1)
     return np.take_along_axis(in_b, top_a, axis=1).mean(axis=1)
+
+
+# ------------------------------------------------------------------ classifier evaluation
+def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5,
+                  n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Evaluate a binary classifier as a paper would, with 95% confidence intervals.
+
+    ``labels``: (n,) with 1 = positive (COVID); ``probs``: (n,) predicted p(positive). A case
+    is called positive when p > ``threshold`` (the article used 50%). Returns counts (tp, fp,
+    tn, fn), accuracy, sensitivity, specificity (each with a Wilson 95% CI: ``*_lo``,
+    ``*_hi``) and ROC AUC (with a percentile-bootstrap 95% CI over cases).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(int).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"labels {labels.shape} and probs {probs.shape} differ in shape")
+    if not set(np.unique(labels)) <= {0, 1} or len(np.unique(labels)) < 2:
+        raise ValueError("labels must contain both classes, coded 0 and 1")
+    pred = probs > threshold
+    tp, fn = int((pred & (labels == 1)).sum()), int((~pred & (labels == 1)).sum())
+    tn, fp = int((~pred & (labels == 0)).sum()), int((pred & (labels == 0)).sum())
+    out: dict[str, float] = {"n": len(labels), "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    for name, k, n in (("accuracy", tp + tn, len(labels)), ("sensitivity", tp, tp + fn),
+                       ("specificity", tn, tn + fp)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        out |= {name: k / n, f"{name}_lo": ci.low, f"{name}_hi": ci.high}
+    out["auc"] = float(roc_auc_score(labels, probs))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):  # resample cases; skip draws with a single class
+        idx = rng.integers(0, len(labels), len(labels))
+        if labels[idx].min() != labels[idx].max():
+            boot.append(roc_auc_score(labels[idx], probs[idx]))
+    out["auc_lo"], out["auc_hi"] = (float(q) for q in np.percentile(boot, [2.5, 97.5]))
+    return out

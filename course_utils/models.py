@@ -1,5 +1,9 @@
 """Models of the course: VGG16 on ImageNet (notebook 01) and the chest X-ray CNN (02-05).
 
+The chest X-ray CNN is trained once by notebook 02 and cached in ``<data dir>/models``;
+:func:`load_or_train_cxr_model` loads it in notebooks 03-05, or trains it if it is missing,
+so every notebook also runs on its own.
+
 VGG16's ImageNet weights (528 MB) are looked for, in order, in an explicit path, the
 ``COURSE_VGG16_WEIGHTS`` variable, the course cache, and the Keras cache
 (``~/.keras/models``, or ``$KERAS_HOME/models``); then downloaded. If none of that works the
@@ -9,15 +13,18 @@ same architecture is built with seeded random weights and :class:`VGG16Bundle` s
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from . import assets, config
-from .cxr_model import build_cxr_cnn  # noqa: F401  (re-exported: models is the public home)
+from .cxr_model import build_cxr_cnn
 
 VGG16_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 IMAGE_SIZE = 224
@@ -141,3 +148,87 @@ def top_k(probs: np.ndarray, k: int = 5) -> list[list[tuple[int, str, float]]]:
     probs = np.atleast_2d(probs)
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[(int(i), class_name(i), float(row[i])) for i in idx] for row, idx in zip(probs, order)]
+
+
+# ----------------------------------------------------------------------------- chest X-ray CNN
+#: Bump when the architecture or the training recipe changes: cached models are then retrained.
+CXR_RECIPE_VERSION = 1
+#: Training epochs in full / fast mode (early stopping on validation loss may stop sooner).
+CXR_EPOCHS = (12, 4)
+
+
+@dataclass
+class TrainedCXR:
+    """A trained chest X-ray CNN and its learning curves.
+
+    ``history``: per-epoch lists ("loss", "accuracy", "val_loss", "val_accuracy");
+    ``path``: where the model is cached; ``trained_now``: False if it was loaded from the cache;
+    ``seconds``: training time (of the original training, for a cached model).
+    """
+
+    model: keras.Model
+    history: dict[str, list[float]]
+    path: Path
+    trained_now: bool
+    seconds: float
+    settings: dict = field(default_factory=dict)
+
+
+def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = config.SEED,
+                    epochs: int | None = None, batch_size: int = 64,
+                    validation_fraction: float = 0.1, learning_rate: float = 1e-3,
+                    patience: int = 3) -> tuple[keras.Model, dict[str, list[float]], float]:
+    """Train :func:`build_cxr_cnn` with Adam and binary cross-entropy (as the article did).
+
+    ``images``: (n, H, W, 1) float32 in [0, 1]; ``labels``: (n,) with 1 = COVID. A stratified
+    ``validation_fraction`` of them is held out for early stopping (best weights restored).
+    Returns ``(model, history, seconds)``. Seeded: the same call gives the same model.
+    """
+    from .cxr import stratified_split
+
+    epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
+    fit_idx, val_idx = stratified_split(labels, validation_fraction, seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = build_cxr_cnn(images.shape[1], seed=seed)
+    model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy",
+                  metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
+    start = time.perf_counter()
+    hist = model.fit(images[fit_idx], labels[fit_idx].astype("float32"), batch_size=batch_size,
+                     epochs=epochs, validation_data=(images[val_idx],
+                                                     labels[val_idx].astype("float32")),
+                     callbacks=[stop], shuffle=True, verbose=0)
+    seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return model, history, seconds
+
+
+def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None = None,
+                            retrain: bool = False) -> TrainedCXR:
+    """The course CNN for ``data`` (a :class:`course_utils.data.CourseCXR`), cached on disk.
+
+    The cache key covers the data (its fingerprint), the seed, the epochs and the recipe
+    version, so changing any of them trains a new model. The model file is written to a
+    temporary name and renamed, so an interrupted save never leaves a broken cache.
+    """
+    epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
+    settings = {"data": data.fingerprint, "source": data.source, "seed": seed, "epochs": epochs,
+                "recipe": CXR_RECIPE_VERSION}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    folder = config.data_dir() / "models"
+    path = folder / f"cxr_cnn_{data.source}_{key}.keras"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists() and not retrain:
+        meta = json.loads(meta_path.read_text())
+        model = keras.models.load_model(path)
+        return TrainedCXR(model, meta["history"], path, False, meta["seconds"], settings)
+    images, labels = data.split("train")
+    model, history, seconds = train_cxr_model(images, labels, seed=seed, epochs=epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.keras")
+    model.save(tmp)
+    tmp_meta = meta_path.with_name(f".{meta_path.name}.partial")
+    tmp_meta.write_text(json.dumps({"history": history, "seconds": seconds, "settings": settings}))
+    os.replace(tmp_meta, meta_path)
+    os.replace(tmp, path)
+    return TrainedCXR(model, history, path, True, seconds, settings)

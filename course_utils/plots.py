@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -103,6 +104,89 @@ def topk_table(ours: list[tuple[int, str, float]], paper: list[tuple[str | None,
             "paper: %": theirs[1] if theirs[1] is not None else float("nan"),
         })
     return pd.DataFrame(rows).set_index("rank")
+
+
+#: Outline colours of the anatomical regions (phantom masks) in every figure of the course.
+REGION_COLOURS = {"lungs": "tab:cyan", "lesions": "tab:red", "heart": "tab:pink",
+                  "spine": "tab:olive", "abdomen": "tab:orange", "marker": "yellow",
+                  "body": "tab:gray"}
+
+
+def outline(ax: plt.Axes, mask: np.ndarray, region: str, linewidth: float = 0.8) -> None:
+    """Draw the contour of a (H, W) boolean mask in the region's colour."""
+    if mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[REGION_COLOURS.get(region, "w")],
+                   linewidths=linewidth)
+
+
+def cxr_grid(images: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray] | None = None,
+             *, per_class: int = 4, regions=("lungs", "lesions", "heart", "marker"),
+             seed: int = 0, size: float = 2.0) -> plt.Figure:
+    """Two rows of chest X-rays (normal, then COVID); columns alternate plain / outlined masks.
+
+    ``images``: (n, H, W, 1) in [0, 1]; ``labels``: (n,) 1 = COVID; ``masks``: region ->
+    (n, H, W) bool. Images are drawn at random (seeded) from each class.
+    """
+    rng = np.random.default_rng(seed)
+    masks = masks or {}
+    shown = [r for r in regions if r in masks]
+    cols = per_class * (2 if shown else 1)
+    fig, axes = plt.subplots(2, cols, figsize=(size * cols, size * 2.15), squeeze=False)
+    for row, cls in enumerate((0, 1)):
+        picks = rng.choice(np.flatnonzero(labels == cls), per_class, replace=False)
+        for j, i in enumerate(picks):
+            plain = axes[row, j * (2 if shown else 1)]
+            overlay(plain, images[i], title=f"{'COVID' if cls else 'normal'} #{i}")
+            if shown:
+                ax = axes[row, 2 * j + 1]
+                overlay(ax, images[i], title="regions")
+                for r in shown:
+                    outline(ax, masks[r][i], r)
+    if shown:
+        handles = [matplotlib.lines.Line2D([], [], color=REGION_COLOURS[r], label=r) for r in shown]
+        fig.legend(handles=handles, loc="lower center", ncol=len(shown), frameon=False)
+    return fig
+
+
+def learning_curves(history: dict[str, list[float]]) -> plt.Figure:
+    """Loss and accuracy per epoch, training vs validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(epochs, history[key], "o-", label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "s--", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("binary cross-entropy" if key == "loss" else key)
+        ax.set_xticks(epochs)
+        ax.legend()
+    return fig
+
+
+def confusion_and_roc(labels: np.ndarray, probs: np.ndarray, report: dict,
+                      threshold: float = 0.5) -> plt.Figure:
+    """Confusion matrix (counts) and ROC curve with the operating point at ``threshold``."""
+    from sklearn.metrics import roc_curve
+
+    fig, (cm_ax, roc_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
+    cm = np.array([[report["tn"], report["fp"]], [report["fn"], report["tp"]]])
+    cm_ax.imshow(cm, cmap="Blues")
+    for (r, c), v in np.ndenumerate(cm):
+        cm_ax.text(c, r, f"{v:,}", ha="center", va="center",
+                   color="white" if v > cm.max() / 2 else "black", fontsize=12)
+    cm_ax.set_xticks([0, 1], ["predicted normal", "predicted COVID"])
+    cm_ax.set_yticks([0, 1], ["normal", "COVID"])
+    cm_ax.set_title(f"confusion matrix (p > {threshold:.0%} = COVID)")
+    fpr, tpr, _ = roc_curve(labels, probs)
+    roc_ax.plot(fpr, tpr, label=f"AUC = {report['auc']:.3f}")
+    roc_ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
+    roc_ax.plot(1 - report["specificity"], report["sensitivity"], "o", color="tab:red",
+                label=f"threshold {threshold:.0%}")
+    roc_ax.set_xlabel("1 - specificity (false-positive rate)")
+    roc_ax.set_ylabel("sensitivity (true-positive rate)")
+    roc_ax.set_title("ROC curve")
+    roc_ax.legend(loc="lower right")
+    return fig
 
 
 def save(fig: plt.Figure, path) -> None:
