@@ -1,0 +1,87 @@
+"""Every plotting helper draws without error and returns something a notebook can show/save."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+
+matplotlib.use("Agg")
+
+from course_utils import __main__ as cli  # noqa: E402
+from course_utils import images, plots  # noqa: E402
+
+
+def _saved(fig, tmp_path, name):
+    path = tmp_path / f"{name}.png"
+    plots.save(fig, path)
+    matplotlib.pyplot.close(fig)
+    return path.stat().st_size > 1000
+
+
+def test_overlay_and_grid(tmp_path):
+    plots.use_style()
+    imgs = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3))
+    maps = {"a": np.random.default_rng(1).uniform(size=(2, 16, 16))}
+    fig = plots.grid(imgs, maps, row_titles=["x", "y"])
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "a"
+    assert _saved(fig, tmp_path, "grid")
+    fig = plots.grid(imgs, maps, overlay_maps=False)
+    assert _saved(fig, tmp_path, "grid_plain")
+
+
+def test_photo_panel_shows_credits(tmp_path):
+    photos = [images.fallback_photo("dog"), images.fallback_photo("dome")]
+    fig = plots.photo_panel(photos)
+    assert "CC0" in fig.axes[0].get_xlabel()
+    assert _saved(fig, tmp_path, "panel")
+
+
+def test_topk_table_marks_missing_paper_rows():
+    ours = [(1, "a", 0.5), (2, "b", 0.25)]
+    table = plots.topk_table(ours, [("A", 50.0), (None, None)])
+    assert isinstance(table, pd.DataFrame) and list(table.index) == [1, 2]
+    assert table.iloc[0, 1] == 50.0 and table.iloc[1, 2] == "(not legible)"
+
+
+def test_cxr_figures(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = rng.uniform(size=(8, 32, 32, 1)).astype(np.float32)
+    labels = np.array([0, 1] * 4)
+    masks = {"lungs": rng.uniform(size=(8, 32, 32)) > 0.5, "marker": np.zeros((8, 32, 32), bool)}
+    assert _saved(plots.cxr_grid(imgs, labels, masks, per_class=2), tmp_path, "cxr")
+    history = {"loss": [0.6, 0.4], "accuracy": [0.7, 0.8], "val_loss": [0.5, 0.45],
+               "val_accuracy": [0.75, 0.8]}
+    assert _saved(plots.learning_curves(history), tmp_path, "curves")
+    report = {"tn": 3, "fp": 1, "fn": 1, "tp": 3, "auc": 0.8, "sensitivity": 0.75,
+              "specificity": 0.75}
+    fig = plots.confusion_and_roc(labels, rng.uniform(size=8), report)
+    assert _saved(fig, tmp_path, "roc")
+
+
+def test_render_executes_a_notebook_to_html(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "print(6 * 7)",
+                     "outputs": [], "execution_count": None, "id": "c1"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                      "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    src = tmp_path / "tiny.ipynb"
+    src.write_text(json.dumps(nb))
+    assert cli.main(["render", str(src), "--out", str(tmp_path / "build")]) == 0
+    assert "42" in (tmp_path / "build" / "tiny.html").read_text()
+    executed = json.loads((tmp_path / "build" / "tiny.ipynb").read_text())
+    assert "".join(executed["cells"][0]["outputs"][0]["text"]).strip() == "42"
+
+
+def test_render_reports_a_failing_notebook(tmp_path, capsys):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "assert 1 == 2, 'boom'",
+                     "outputs": [], "execution_count": None, "id": "c1"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                      "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    src = tmp_path / "bad.ipynb"
+    src.write_text(json.dumps(nb))
+    assert cli.main(["render", str(src), "--out", str(tmp_path / "build")]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert (tmp_path / "build" / "bad.html").exists()  # the learner can still read what happened
