@@ -130,20 +130,14 @@ def input_gradients(model: keras.Model, images: np.ndarray, targets) -> np.ndarr
     return tape.gradient(score, x).numpy()
 
 
-def _integrated_gradients(model, images, targets, steps: int, baseline, batch_size: int):
+def _integrated_gradients(model, images, targets, steps: int, baseline) -> np.ndarray:
+    """Sum over channels of IG attributions (Sundararajan et al. 2017), midpoint Riemann sum."""
     baseline = np.zeros_like(images) if baseline is None else np.broadcast_to(baseline, images.shape)
-    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps  # midpoint Riemann sum
+    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
     total = np.zeros_like(images, dtype=np.float32)
-    for a in alphas:  # each step is one batched forward/backward pass over all images
-        path = baseline + a * (images - baseline)
-        total += _batched(input_gradients, model, path, targets, batch_size)
+    for a in alphas:  # each step is one batched forward/backward pass over the chunk
+        total += input_gradients(model, baseline + a * (images - baseline), targets)
     return ((images - baseline) * total / steps).sum(axis=-1)
-
-
-def _batched(fn, model, images, targets, batch_size):
-    targets = np.broadcast_to(np.atleast_1d(targets), (len(images),))
-    return np.concatenate([fn(model, images[i:i + batch_size], targets[i:i + batch_size])
-                           for i in range(0, len(images), batch_size)])
 
 
 def _binary_as_two_class(model: keras.Model) -> keras.Model:
@@ -153,11 +147,43 @@ def _binary_as_two_class(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, two, name=f"{model.name}_two_class")
 
 
+def _raw_chunk(model: keras.Model, images: np.ndarray, method: str, targets: np.ndarray, *,
+               layer, smooth_samples, smooth_noise, ig_steps, baseline, score_max_n
+               ) -> np.ndarray:
+    """Raw maps (n, H, W) of one chunk of images; ``targets`` is (n,) already validated."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    logits = logit_model(model)
+    score, _ = _scores(logits, targets)
+    cam_args = {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
+    if method in ("vanilla", "smoothgrad"):
+        samples = smooth_samples if method == "smoothgrad" else 0
+        return Saliency(logits, clone=False)(score, images, smooth_samples=samples,
+                                             smooth_noise=smooth_noise, normalize_map=False)
+    if method == "gradxinput":
+        return (input_gradients(model, images, targets) * images).sum(-1)
+    if method == "integrated_gradients":
+        return _integrated_gradients(model, images, targets, ig_steps, baseline)
+    if method == "gradcam":
+        return Gradcam(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
+    if method == "gradcam++":
+        return GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
+    scored = logits  # scorecam
+    if logits.outputs[0].shape[-1] == 1:
+        scored, score = _binary_as_two_class(logits), CategoricalScore(targets.tolist())
+    return Scorecam(scored, clone=False)(score, images, max_N=score_max_n, batch_size=32,
+                                         normalize_cam=False, **cam_args)
+
+
 def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
             layer: str | None = None, smooth_samples: int = 20, smooth_noise: float = 0.20,
             ig_steps: int = 32, baseline: np.ndarray | None = None, score_max_n: int | None = 32,
-            batch_size: int = 16, seed: int | None = 0) -> SaliencyResult:
-    """Saliency maps of ``model`` for a batch of images.
+            batch_size: int = 64, seed: int | None = 0) -> SaliencyResult:
+    """Saliency maps of ``model`` for a batch of images, computed ``batch_size`` images at a time.
 
     Parameters
     ----------
@@ -171,49 +197,34 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     ig_steps, baseline : Integrated Gradients path steps and baseline (default all zeros).
     score_max_n : Score-CAM uses the ``score_max_n`` most variable channels (Faster-Score-CAM);
         None uses all channels (slow).
+    batch_size : images per gradient call (bounds memory; results do not depend on it except
+        for SmoothGrad's random noise).
     seed : seeds TensorFlow before SmoothGrad so its noise is reproducible.
     """
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.saliency import Saliency
-    from tf_keras_vis.scorecam import Scorecam
-
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"images must be a batch (n, H, W, C), got shape {images.shape}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    logits = logit_model(model)
-    score, target_arr = _scores(logits, targets)
-    params = {"targets": target_arr.tolist()}
-    cam_args = {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
-    start = time.perf_counter()
-    if method in ("vanilla", "smoothgrad"):
-        samples = smooth_samples if method == "smoothgrad" else 0
-        if samples and seed is not None:
+    _, target_arr = _scores(logit_model(model), targets)
+    target_arr = np.broadcast_to(target_arr, (len(images),)).copy()
+    params: dict = {"targets": target_arr.tolist()}
+    if method == "smoothgrad":
+        params |= {"smooth_samples": smooth_samples, "smooth_noise": smooth_noise}
+        if seed is not None:
             keras.utils.set_random_seed(seed)
-        raw = Saliency(logits, clone=False)(score, images, smooth_samples=samples,
-                                            smooth_noise=smooth_noise, normalize_map=False)
-        params |= {"smooth_samples": samples, "smooth_noise": smooth_noise} if samples else {}
-    elif method == "gradxinput":
-        raw = (_batched(input_gradients, model, images, target_arr, batch_size) * images).sum(-1)
-    elif method == "integrated_gradients":
-        raw = _integrated_gradients(model, images, target_arr, ig_steps, baseline, batch_size)
-        params |= {"ig_steps": ig_steps}
-    elif method == "gradcam":
-        raw = Gradcam(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
-    elif method == "gradcam++":
-        raw = GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
-    else:  # scorecam
-        scored = _binary_as_two_class(logits) if logits.outputs[0].shape[-1] == 1 else logits
-        if scored is not logits:
-            from tf_keras_vis.utils.scores import CategoricalScore
-            score = CategoricalScore(np.broadcast_to(target_arr, (len(images),)).tolist())
-        raw = Scorecam(scored, clone=False)(score, images, max_N=score_max_n, batch_size=32,
-                                            normalize_cam=False, **cam_args)
-        params |= {"max_N": score_max_n}
+    params |= {"ig_steps": ig_steps} if method == "integrated_gradients" else {}
+    params |= {"max_N": score_max_n} if method == "scorecam" else {}
+    start = time.perf_counter()
+    chunks = [np.asarray(_raw_chunk(model, images[i:i + batch_size], method,
+                                    target_arr[i:i + batch_size], layer=layer,
+                                    smooth_samples=smooth_samples, smooth_noise=smooth_noise,
+                                    ig_steps=ig_steps, baseline=baseline,
+                                    score_max_n=score_max_n), dtype=np.float32)
+              .reshape(-1, *images.shape[1:3])
+              for i in range(0, len(images), batch_size)]
     seconds = time.perf_counter() - start
-    raw = np.asarray(raw, dtype=np.float32).reshape(images.shape[:3])
+    raw = np.concatenate(chunks)
     signed = method in ("gradxinput", "integrated_gradients")
     return SaliencyResult(method, raw, normalise(np.abs(raw) if signed else raw), seconds, params)
 
