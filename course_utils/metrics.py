@@ -182,7 +182,8 @@ class RegionAttribution:
         return list(self.mass_share)
 
     def table(self, labels: np.ndarray | None = None,
-              groups: Mapping[object, str] | None = None) -> pd.DataFrame:
+              groups: Mapping[object, str] | None = None, *, n_boot: int = 0,
+              seed: int = 0) -> pd.DataFrame:
         """Means over images per region (and per class when ``labels`` are given).
 
         Args:
@@ -197,6 +198,8 @@ class RegionAttribution:
             ``mass_share``, ``area_share``, ``enrichment`` (means of the per-image values,
             NaNs ignored; enrichment is the mean of per-image ratios, not a ratio of means) and
             ``n_images`` (images where the enrichment is defined, i.e. the region is not empty).
+            With ``n_boot > 0`` also ``enrichment_lo`` / ``enrichment_hi``: a 95% percentile
+            bootstrap interval of the mean enrichment over images.
         """
         import pandas as pd
 
@@ -214,13 +217,20 @@ class RegionAttribution:
         for region in self.regions:
             for key in np.unique(keys):
                 sel = keys == key
-                rows.append({
+                row = {
                     "region": region, "class": names.get(key.item(), str(key.item())),
                     "mass_share": _nanmean(self.mass_share[region][sel]),
                     "area_share": _nanmean(self.area_share[region][sel]),
                     "enrichment": _nanmean(self.enrichment[region][sel]),
                     "n_images": int(np.isfinite(self.enrichment[region][sel]).sum()),
-                })
+                }
+                if n_boot:
+                    values = self.enrichment[region][sel]
+                    values = values[np.isfinite(values)]
+                    _, row["enrichment_lo"], row["enrichment_hi"] = (
+                        bootstrap_ci(values, n_boot=n_boot, seed=seed) if len(values)
+                        else (np.nan, np.nan, np.nan))
+                rows.append(row)
         df = pd.DataFrame(rows)
         return df.drop(columns="class").set_index("region") if labels is None \
             else df.set_index(["region", "class"])

@@ -203,6 +203,12 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     return model, history, seconds
 
 
+def predict_p(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """p(COVID) for (n, H, W, 1) images: a float32 array of shape (n,) in [0, 1]."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
+                      dtype=np.float32).reshape(-1)
+
+
 def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None = None,
                             retrain: bool = False) -> TrainedCXR:
     """The course CNN for ``data`` (a :class:`course_utils.data.CourseCXR`), cached on disk.

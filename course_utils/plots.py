@@ -144,7 +144,7 @@ def cxr_grid(images: np.ndarray, labels: np.ndarray, masks: dict[str, np.ndarray
                     outline(ax, masks[r][i], r)
     if shown:
         handles = [matplotlib.lines.Line2D([], [], color=REGION_COLOURS[r], label=r) for r in shown]
-        fig.legend(handles=handles, loc="lower center", ncol=len(shown), frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(shown), frameon=False)
     return fig
 
 
@@ -186,6 +186,38 @@ def confusion_and_roc(labels: np.ndarray, probs: np.ndarray, report: dict,
     roc_ax.set_ylabel("sensitivity (true-positive rate)")
     roc_ax.set_title("ROC curve")
     roc_ax.legend(loc="lower right")
+    return fig
+
+
+def enrichment_bars(tables: dict[str, pd.DataFrame], regions: Sequence[str] | None = None
+                    ) -> plt.Figure:
+    """Saliency enrichment (mass share / area share) per region, per class, one panel per method.
+
+    ``tables``: {method label: ``RegionAttribution.table(labels, n_boot=...)``}. Bars above the
+    dashed line at 1 get more saliency than their area; error bars are the bootstrap CIs.
+    """
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, (method, table) in zip(axes[0], tables.items()):
+        t = table.reset_index()
+        names = list(regions or dict.fromkeys(t["region"]))
+        classes = list(dict.fromkeys(t["class"]))
+        width = 0.8 / len(classes)
+        for k, cls in enumerate(classes):
+            rows = t[t["class"] == cls].set_index("region").reindex(names)
+            xs = np.arange(len(names)) + (k - (len(classes) - 1) / 2) * width
+            err = None
+            if "enrichment_lo" in rows:
+                err = np.vstack([rows["enrichment"] - rows["enrichment_lo"],
+                                 rows["enrichment_hi"] - rows["enrichment"]]).clip(min=0)
+            ax.bar(xs, rows["enrichment"], width, yerr=err, capsize=2, label=cls,
+                   color=("tab:blue", "tab:red", "tab:green")[k % 3])
+        ax.axhline(1.0, ls="--", color="gray", lw=1)
+        ax.set_xticks(np.arange(len(names)), names, rotation=35, ha="right")
+        ax.set_yscale("log")
+        ax.set_title(method)
+    axes[0, 0].set_ylabel("enrichment (saliency share / area share)")
+    axes[0, 0].legend()
     return fig
 
 

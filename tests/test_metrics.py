@@ -406,3 +406,15 @@ def test_bootstrap_ci_paired_correlations():
         metrics.bootstrap_ci_paired(np.r_[x[:5], np.nan], y[:6])
     with pytest.raises(ValueError, match="paired"):
         metrics.bootstrap_ci_paired(x, y[:10])
+
+
+def test_region_table_bootstrap_interval_brackets_the_mean():
+    rng = np.random.default_rng(3)
+    maps = rng.uniform(size=(40, 8, 8))
+    region = np.zeros((40, 8, 8), bool)
+    region[:, :4] = True
+    table = metrics.region_attribution(maps, {"left": region}).table(
+        labels=np.r_[np.zeros(20, int), np.ones(20, int)], n_boot=200, seed=1)
+    for _, row in table.iterrows():
+        assert row["enrichment_lo"] <= row["enrichment"] <= row["enrichment_hi"]
+        assert row["enrichment_hi"] - row["enrichment_lo"] < 0.2

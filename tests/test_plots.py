@@ -85,3 +85,18 @@ def test_render_reports_a_failing_notebook(tmp_path, capsys):
     assert cli.main(["render", str(src), "--out", str(tmp_path / "build")]) == 1
     assert "FAILED" in capsys.readouterr().out
     assert (tmp_path / "build" / "bad.html").exists()  # the learner can still read what happened
+
+
+def test_enrichment_bars(tmp_path):
+    from course_utils import metrics
+
+    rng = np.random.default_rng(0)
+    maps = rng.uniform(size=(10, 8, 8))
+    masks = {"a": np.zeros((10, 8, 8), bool), "body": np.ones((10, 8, 8), bool)}
+    masks["a"][:, :2] = True
+    masks["body"][:, 0] = False
+    table = metrics.region_attribution(maps, masks).table(np.r_[np.zeros(5, int), np.ones(5, int)],
+                                                          n_boot=50)
+    fig = plots.enrichment_bars({"m1": table, "m2": table})
+    assert len(fig.axes) == 2 and fig.axes[0].get_yscale() == "log"
+    assert _saved(fig, tmp_path, "enrichment")
