@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import keras
@@ -70,6 +71,21 @@ def smooth(maps: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     return ndimage.gaussian_filter(np.asarray(maps, np.float32), sigma=(0, sigma, sigma))
 
 
+class _DenseLogits(keras.layers.Layer):
+    """The pre-activation output of an existing Dense layer, using that layer's own variables."""
+
+    def __init__(self, dense: keras.layers.Dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        z = keras.ops.matmul(x, self.dense.kernel)
+        return z + self.dense.bias if self.dense.use_bias else z
+
+
+_LOGIT_TWINS: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
+
+
 def logit_model(model: keras.Model) -> keras.Model:
     """A twin of ``model`` whose output is the pre-activation score of its last Dense layer.
 
@@ -77,7 +93,7 @@ def logit_model(model: keras.Model) -> keras.Model:
     re-created with a linear activation and the same kernel and bias. Models whose last
     layer is already linear are returned unchanged. The twin is cached on the model.
     """
-    cached = getattr(model, "_course_logit_model", None)
+    cached = _LOGIT_TWINS.get(model)
     if cached is not None:
         return cached
     last = model.layers[-1]
@@ -87,12 +103,9 @@ def logit_model(model: keras.Model) -> keras.Model:
     if not isinstance(last, keras.layers.Dense):
         raise ValueError(f"cannot strip the output activation of a {type(last).__name__} layer; "
                          "end the model with a Dense layer or pass a model with linear outputs")
-    config = last.get_config() | {"activation": "linear", "name": f"{last.name}_logits"}
-    twin = keras.layers.Dense.from_config(config)
-    outputs = twin(last.input)
-    twin.set_weights(last.get_weights())
+    outputs = _DenseLogits(last, name=f"{last.name}_logits")(last.input)
     result = keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
-    model._course_logit_model = result
+    _LOGIT_TWINS[model] = result
     return result
 
 

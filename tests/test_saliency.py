@@ -41,6 +41,11 @@ def test_gradients_are_taken_of_the_logit_not_the_softmax(linear):
     np.testing.assert_allclose(keras.ops.softmax(logits(x)).numpy(), model(x).numpy(), rtol=1e-5)
     assert saliency.logit_model(model) is logits  # cached, not rebuilt
     assert logits.layers[1] is model.layers[1]  # shared layers, no copy
+    assert len(model.weights) == 1  # the twin is not tracked as part of the model
+    w = model.layers[-1].get_weights()[0]
+    model.layers[-1].set_weights([2 * w])  # e.g. a randomisation test changes the output layer
+    np.testing.assert_allclose(logits(x).numpy(), 2 * x.reshape(2, -1) @ w, rtol=1e-5)
+    model.layers[-1].set_weights([w])
 
 
 def test_smoothgrad_of_a_linear_model_equals_vanilla(linear):
