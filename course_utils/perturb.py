@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .saliency import logit_model
+from .saliency import DenseLogits, logit_model
 
 __all__ = [
     "AttackResult", "Imperceptibility", "SoftplusTwin",
@@ -314,6 +314,9 @@ def _swap_relu(beta: tf.Variable) -> Callable[[keras.layers.Layer], keras.layers
     activation = _softplus_activation(beta)
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, DenseLogits):  # the logit head of saliency.logit_model
+            return keras.layers.Dense.from_config(
+                layer.dense.get_config() | {"activation": "linear", "name": layer.name})
         config = layer.get_config()
         if isinstance(layer, keras.layers.ReLU):
             capped = config.get("max_value") is not None

@@ -71,7 +71,7 @@ def smooth(maps: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     return ndimage.gaussian_filter(np.asarray(maps, np.float32), sigma=(0, sigma, sigma))
 
 
-class _DenseLogits(keras.layers.Layer):
+class DenseLogits(keras.layers.Layer):
     """The pre-activation output of an existing Dense layer, using that layer's own variables."""
 
     def __init__(self, dense: keras.layers.Dense, **kwargs):
@@ -103,7 +103,7 @@ def logit_model(model: keras.Model) -> keras.Model:
     if not isinstance(last, keras.layers.Dense):
         raise ValueError(f"cannot strip the output activation of a {type(last).__name__} layer; "
                          "end the model with a Dense layer or pass a model with linear outputs")
-    outputs = _DenseLogits(last, name=f"{last.name}_logits")(last.input)
+    outputs = DenseLogits(last, name=f"{last.name}_logits")(last.input)
     result = keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
     _LOGIT_TWINS[model] = result
     return result
