@@ -53,11 +53,13 @@ def overlay(ax: plt.Axes, image: np.ndarray, saliency: np.ndarray | None = None,
 
 def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None, *,
          row_titles: Sequence[str] | None = None, col_titles: Sequence[str] | None = None,
-         alpha: float = 0.55, size: float = 2.3, overlay_maps: bool = True) -> plt.Figure:
+         alpha: float = 0.55, size: float = 2.3, overlay_maps: bool = True,
+         outlines: dict[str, np.ndarray] | None = None) -> plt.Figure:
     """Images in rows; column 0 the image, then one column per map set.
 
     ``maps``: {column title: (n, H, W) maps in [0, 1]}; ``overlay_maps=False`` shows the maps
-    alone (no photo underneath), which is how noisy maps are best judged.
+    alone (no photo underneath), which is how noisy maps are best judged. ``outlines``:
+    {region: (n, H, W) bool} contours drawn on every panel (e.g. the "L" marker).
     """
     maps = maps or {}
     n, cols = len(images), 1 + len(maps)
@@ -76,6 +78,9 @@ def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None
                 axes[i, j].set_title(titles[j])
         if row_titles:
             axes[i, 0].set_ylabel(row_titles[i])
+        for region, masks in (outlines or {}).items():
+            for ax in axes[i]:
+                outline(ax, masks[i], region)
     return fig
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from course_utils import perturb
-from course_utils.cxr_model import build_cxr_cnn
+from course_utils.models import build_cxr_cnn
 
 S = 32                 # image side of the trained test model
 REGION = slice(16, 28)  # the region whose brightness decides the class

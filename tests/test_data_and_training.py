@@ -1,0 +1,93 @@
+"""The course's chest X-ray data (phantom or real) and the cached CNN training."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from course_utils import data, models
+
+
+@pytest.fixture(scope="module")
+def small():
+    return data.load_course_cxr(image_size=64, seed=3, n=240)
+
+
+def test_phantom_data_is_default_split_and_deterministic(small, monkeypatch):
+    monkeypatch.delenv("COURSE_CXR_DIR", raising=False)
+    assert small.source == "phantom" and small.images.shape == (240, 64, 64, 1)
+    assert set(small.masks) == {"lungs", "lesions", "heart", "spine", "abdomen", "marker", "body"}
+    assert len(np.intersect1d(small.train_idx, small.test_idx)) == 0
+    assert len(small.train_idx) + len(small.test_idx) == 240 and len(small.test_idx) == 24
+    again = data.load_course_cxr(image_size=64, seed=3, n=240)
+    np.testing.assert_array_equal(again.images, small.images)
+    assert again.fingerprint == small.fingerprint
+    other = data.load_course_cxr(image_size=64, seed=3, n=240, marker_strength=0.0)
+    assert other.fingerprint != small.fingerprint  # knobs change the cache key
+    x, y = small.split("test")
+    np.testing.assert_array_equal(y, small.labels[small.test_idx])
+
+
+def test_real_data_is_used_when_course_cxr_dir_is_set(tmp_path, monkeypatch):
+    root = tmp_path / "COVID-19_Radiography_Dataset"
+    for cls, n in (("COVID", 6), ("Normal", 14)):
+        (root / cls / "images").mkdir(parents=True)
+        (root / cls / "masks").mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((40, 40), 30 * (i % 8), np.uint8)).save(
+                root / cls / "images" / f"{cls}-{i}.png")
+            mask = np.zeros((40, 40), np.uint8)
+            mask[10:30, 5:35] = 255
+            Image.fromarray(mask).save(root / cls / "masks" / f"{cls}-{i}.png")
+    monkeypatch.setenv("COURSE_CXR_DIR", str(root))
+    real = data.load_course_cxr(image_size=32, seed=0)
+    assert real.source == "real" and real.phantom_set is None
+    assert real.images.shape == (20, 32, 32, 1) and real.labels.sum() == 6
+    assert set(real.masks) == {"lungs"} and real.masks["lungs"].any()
+    assert "6 COVID and 14 normal" in real.description
+    masked = data.mask_to_lungs(real, dilate_px=0)
+    outside = ~real.masks["lungs"]
+    assert (masked.images[..., 0][outside] == 0).all()
+    assert masked.fingerprint != real.fingerprint
+
+
+def test_apply_lung_mask_keeps_lungs_and_margin_only():
+    images = np.ones((2, 10, 10, 1), np.float32)
+    lungs = np.zeros((2, 10, 10), bool)
+    lungs[0, 4:6, 4:6] = True  # the second image has no mask: it must stay whole
+    out = data.apply_lung_mask(images, lungs, dilate_px=1)
+    assert out[0, ..., 0].sum() == 4 + 8  # 2x2 lungs + a one-pixel cross-shaped margin
+    assert (out[1] == 1).all()
+
+
+def test_corner_masks_are_a_proxy_in_the_corners():
+    corners = data.corner_masks(3, 100, fraction=0.1)["corners (marker proxy)"]
+    assert corners.shape == (3, 100, 100) and corners[0].sum() == 4 * 100
+    assert corners[0, 0, 0] and corners[0, -1, -1] and not corners[0, 50, 50]
+
+
+def test_training_is_cached_and_reloaded(small):
+    first = models.load_or_train_cxr_model(small, epochs=1, seed=5)
+    assert first.trained_now and first.path.exists() and len(first.history["loss"]) == 1
+    second = models.load_or_train_cxr_model(small, epochs=1, seed=5)
+    assert not second.trained_now and second.path == first.path
+    x, _ = small.split("test")
+    np.testing.assert_allclose(models.predict_p(second.model, x), models.predict_p(first.model, x),
+                               atol=1e-6)
+    assert not list(first.path.parent.glob(".*partial*"))  # no temporary files left behind
+    other = models.load_or_train_cxr_model(small, epochs=1, seed=6)
+    assert other.path != first.path  # another seed is another model
+
+
+def test_training_is_deterministic(small):
+    x, y = small.split("train")
+    m1, h1, _ = models.train_cxr_model(x, y, epochs=1, seed=11)
+    m2, h2, _ = models.train_cxr_model(x, y, epochs=1, seed=11)
+    assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-5)
+    xt, _ = small.split("test")
+    np.testing.assert_allclose(models.predict_p(m1, xt), models.predict_p(m2, xt), atol=1e-5)
+
+
+def test_cnn_shape_and_grad_cam_layer():
+    model = models.build_cxr_cnn(64)
+    assert model.output_shape == (None, 1) and model.get_layer("last_conv").output.shape[1] == 8
