@@ -60,14 +60,19 @@ def test_cxr_figures(tmp_path):
     assert _saved(fig, tmp_path, "roc")
 
 
-def test_render_executes_a_notebook_to_html(tmp_path):
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "print(6 * 7)",
-                     "outputs": [], "execution_count": None, "id": "c1"}],
+def _one_cell_notebook(tmp_path, name: str, source: str):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": source, "outputs": [],
+                     "execution_count": None, "id": "c1"}],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                       "language": "python"}},
           "nbformat": 4, "nbformat_minor": 5}
-    src = tmp_path / "tiny.ipynb"
-    src.write_text(json.dumps(nb))
+    path = tmp_path / f"{name}.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_render_executes_a_notebook_to_html(tmp_path):
+    src = _one_cell_notebook(tmp_path, "tiny", "print(6 * 7)")
     assert cli.main(["render", str(src), "--out", str(tmp_path / "build")]) == 0
     assert "42" in (tmp_path / "build" / "tiny.html").read_text()
     executed = json.loads((tmp_path / "build" / "tiny.ipynb").read_text())
@@ -75,13 +80,7 @@ def test_render_executes_a_notebook_to_html(tmp_path):
 
 
 def test_render_reports_a_failing_notebook(tmp_path, capsys):
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": "assert 1 == 2, 'boom'",
-                     "outputs": [], "execution_count": None, "id": "c1"}],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                      "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    src = tmp_path / "bad.ipynb"
-    src.write_text(json.dumps(nb))
+    src = _one_cell_notebook(tmp_path, "bad", "assert 1 == 2, 'boom'")
     assert cli.main(["render", str(src), "--out", str(tmp_path / "build")]) == 1
     assert "FAILED" in capsys.readouterr().out
     assert (tmp_path / "build" / "bad.html").exists()  # the learner can still read what happened
