@@ -229,3 +229,264 @@ def enrichment_bars(tables: dict[str, pd.DataFrame], regions: Sequence[str] | No
 def save(fig: plt.Figure, path) -> None:
     """Save a figure as PNG (used by tests and the benchmark to look at what learners see)."""
     fig.savefig(path, bbox_inches="tight")
+
+
+# =========================================================================== notebook 04
+def rendering_panels(image: np.ndarray, panels: dict[str, tuple[np.ndarray, str]], *,
+                     outlines: dict[str, np.ndarray] | None = None, ncols: int = 3,
+                     size: float = 2.4) -> plt.Figure:
+    """The image, then one panel per rendering of a saliency map, without the image underneath.
+
+    ``image``: (H, W) or (H, W, 1) in [0, 1]; ``panels``: {title: ((H, W) map in [0, 1], colour
+    map name)}; ``outlines``: {region: (H, W) bool} contours drawn on every panel (so the eye
+    can tell lungs from marker). Each panel has its own colour bar.
+    """
+    n = 1 + len(panels)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.12, size * nrows),
+                             squeeze=False)
+    flat = axes.ravel()
+    overlay(flat[0], image, title="image")
+    for ax, (title, (values, cmap)) in zip(flat[1:], panels.items()):
+        shown = ax.imshow(values, cmap=cmap, vmin=0, vmax=1)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title)
+    for ax in flat[:n]:
+        for region, mask in (outlines or {}).items():
+            outline(ax, mask, region)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig
+
+
+def similarity_bars(table: pd.DataFrame, *, baseline: str = "random pairs") -> plt.Figure:
+    """Mean map similarity per method, one panel per measure, one bar per comparison.
+
+    ``table``: long format with columns ``method``, ``comparison``, ``measure`` and ``mean``
+    (optionally ``lo``/``hi`` for error bars). The ``baseline`` comparison is drawn in grey
+    with hatching: a comparison whose bar is not clearly above it shows no agreement beyond
+    what any two maps of this model share.
+    """
+    measures = list(dict.fromkeys(table["measure"]))
+    methods = list(dict.fromkeys(table["method"]))
+    comparisons = list(dict.fromkeys(table["comparison"]))
+    fig, axes = plt.subplots(1, len(measures), figsize=(max(5.0, 0.9 * len(methods)) * len(measures),
+                                                        3.6), squeeze=False, sharey=True)
+    width = 0.8 / len(comparisons)
+    colours = iter(("tab:blue", "tab:orange", "tab:green", "tab:purple"))
+    style = {c: ({"color": "0.7", "hatch": "//", "edgecolor": "0.4"} if c == baseline
+                 else {"color": next(colours)}) for c in comparisons}
+    for ax, measure in zip(axes[0], measures):
+        t = table[table["measure"] == measure]
+        for k, comp in enumerate(comparisons):
+            rows = t[t["comparison"] == comp].set_index("method").reindex(methods)
+            xs = np.arange(len(methods)) + (k - (len(comparisons) - 1) / 2) * width
+            err = None
+            if {"lo", "hi"} <= set(rows.columns):
+                err = np.vstack([rows["mean"] - rows["lo"], rows["hi"] - rows["mean"]]).clip(min=0)
+            ax.bar(xs, rows["mean"], width, yerr=err, capsize=2, label=comp, **style[comp])
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right")
+        ax.set_title(measure)
+    axes[0, 0].set_ylabel("mean similarity to the baseline model's map")
+    axes[0, -1].legend(loc="upper right", fontsize=7)
+    return fig
+
+
+def randomisation_curves(result, *, labels: dict[str, str] | None = None,
+                         measures: dict[str, str] | None = None, ncols: int = 4) -> plt.Figure:
+    """Cascading randomisation: similarity to the original map against the randomised layers.
+
+    ``result``: a :class:`course_utils.sanity.CascadeResult` (``steps``, ``scores`` with columns
+    method, step_index, measure, mean, lo, hi; ``baseline`` method -> measure -> value). One
+    panel per method; a line with its 95 % band per measure; dashed lines: the random-pair
+    baselines. A method passes when its curves fall below their dashed lines.
+    """
+    labels = labels or {}
+    measures = measures or {"spearman": "Spearman", "spearman_abs": "Spearman (abs)", "ssim": "SSIM"}
+    methods = list(dict.fromkeys(result.scores["method"]))
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 2.9 * nrows), squeeze=False,
+                             sharex=True, sharey=True)
+    colours = dict(zip(measures, ("tab:blue", "tab:orange", "tab:green")))
+    x = np.arange(len(result.steps))
+    for ax, method in zip(axes.ravel(), methods):
+        t = result.scores[result.scores["method"] == method]
+        for measure, name in measures.items():
+            s = t[t["measure"] == measure].sort_values("step_index")
+            ax.plot(s["step_index"], s["mean"], "o-", ms=3, color=colours[measure], label=name)
+            ax.fill_between(s["step_index"], s["lo"], s["hi"], color=colours[measure], alpha=0.2)
+            ax.axhline(result.baseline[method][measure], ls="--", lw=1, color=colours[measure])
+        ax.set_title(labels.get(method, method))
+        ax.set_ylim(-0.5, 1.05)
+        ax.axhline(0, color="black", lw=0.5)
+    for ax in axes.ravel()[len(methods):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xticks(x, result.steps, rotation=45, ha="right")
+        ax.tick_params(axis="x", labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("similarity to original")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def smoothgrad_curve(curve: pd.DataFrame, *, reference: dict[str, float] | None = None
+                     ) -> plt.Figure:
+    """SmoothGrad's stability (left) and cost (right) against its number of samples n.
+
+    ``curve``: DataFrame indexed by n with columns "run to run", optionally "clean vs noisy"
+    (mean Spearman) and "seconds per image" (as :func:`course_utils.sanity.smoothgrad_curve`
+    returns). ``reference``: {label: value} horizontal lines on the left panel (e.g. the vanilla
+    gradient's clean-vs-noisy Spearman).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.3))
+    n = curve.index.to_numpy()
+    for col, marker in (("run to run", "o-"), ("clean vs noisy", "s--")):
+        if col in curve:
+            left.plot(n, curve[col], marker, label=f"SmoothGrad, {col}")
+    for (label, value), colour in zip((reference or {}).items(), ("tab:red", "tab:gray")):
+        left.axhline(value, ls=":", color=colour, label=label)
+    left.set_xscale("log")
+    left.set_xlabel("samples n (log scale)")
+    left.set_ylabel("mean Spearman correlation")
+    left.set_ylim(top=1.0)
+    left.legend(fontsize=7)
+    right.plot(n, 1000 * curve["seconds per image"], "o-", color="tab:purple")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("samples n (log scale)")
+    right.set_ylabel("milliseconds per image (log scale)")
+    right.set_title("cost")
+    left.set_title("stability")
+    return fig
+
+
+def importance_bars(table: pd.DataFrame, errors: pd.DataFrame | None = None, *,
+                    top: int | None = None) -> plt.Figure:
+    """Feature importances side by side, one panel per column of ``table``.
+
+    ``table``: features (index) x methods (columns), any non-negative units; ``errors``: the
+    same shape (e.g. standard deviations over repeats) or None. Features are ordered by the
+    first column (largest on top); ``top`` keeps only the most important ones by that column.
+    """
+    order = table.iloc[:, 0].sort_values(ascending=False).index
+    if top is not None:
+        order = order[:top]
+    fig, axes = plt.subplots(1, table.shape[1], figsize=(3.6 * table.shape[1], 0.22 * len(order) + 1),
+                             squeeze=False, sharey=True)
+    ys = np.arange(len(order))[::-1]
+    for ax, (colour, col) in zip(axes[0], zip(("tab:blue", "tab:orange", "tab:green"), table)):
+        err = None if errors is None else errors.loc[order, col]
+        ax.barh(ys, table.loc[order, col], xerr=err, color=colour, capsize=2)
+        ax.set_title(col)
+        ax.set_yticks(ys, order)
+        ax.axvline(0, color="black", lw=0.6)
+    return fig
+
+
+# ---------------------------------------------------------------- notebook 05: perturbations, PSC
+def attack_examples(x: np.ndarray, x_adv: np.ndarray, p_before: np.ndarray, p_after: np.ndarray,
+                    maps_before: dict[str, np.ndarray], maps_after: dict[str, np.ndarray], *,
+                    row_titles: Sequence[str] | None = None, target: np.ndarray | None = None,
+                    size: float = 1.9) -> plt.Figure:
+    """Clean image, perturbed twin, amplified difference, then each method's map before/after.
+
+    ``x``, ``x_adv``: (k, H, W, C) in [0, 1]; ``p_before``/``p_after``: (k,) p(positive class);
+    ``maps_before``/``maps_after``: {method label: (k, H, W) maps in [0, 1]} (normalise each
+    map for display); ``target``: optional (H, W) bool region outlined on every map (e.g. the
+    explanation attack's target patch). The difference ``x_adv - x`` is shown as
+    0.5 + A (x_adv - x) in grey, with A chosen so the largest change spans the grey scale.
+    """
+    x, x_adv = np.asarray(x, np.float32), np.asarray(x_adv, np.float32)
+    diff = (x_adv - x).mean(axis=-1) if x.ndim == 4 else x_adv - x  # (k, H, W)
+    largest = float(np.abs(diff).max())
+    amp = 0.5 / largest if largest > 0 else 1.0
+    k, cols = len(x), 3 + 2 * len(maps_before)
+    fig, axes = plt.subplots(k, cols, figsize=(size * cols, size * k * 1.08), squeeze=False)
+    for i in range(k):
+        overlay(axes[i, 0], x[i], title=f"clean\np = {p_before[i]:.3f}")
+        overlay(axes[i, 1], x_adv[i], title=f"perturbed\np = {p_after[i]:.3f}")
+        overlay(axes[i, 2], np.clip(0.5 + amp * diff[i], 0, 1),
+                title=f"difference ×{amp:.0f}\nmax |Δx| = {np.abs(diff[i]).max():.3f}")
+        for j, name in enumerate(maps_before):
+            for col, (maps, when) in enumerate(((maps_before, "clean"), (maps_after, "perturbed"))):
+                ax = axes[i, 3 + 2 * j + col]
+                ax.imshow(maps[name][i], cmap=SALIENCY_CMAP, vmin=0, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{name}\n{when}")
+                if target is not None:
+                    outline(ax, np.asarray(target, bool), "target", linewidth=1.0)
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i])
+    return fig
+
+
+def psc_scatter(results: dict[str, dict[str, object]], labels: dict[str, str] | None = None, *,
+                size: float = 2.4) -> plt.Figure:
+    """D_sal against D_pred per image: one row per perturbation, one column per method.
+
+    ``results``: {perturbation: {method: metrics.PSCResult}} (anything with ``d_pred``,
+    ``d_sal``, ``r``, ``ci_low``, ``ci_high``); ``labels``: readable method names. Each panel
+    shows the least-squares line and PSC with its CI; the axes are per panel (the methods'
+    D_sal differ by orders of magnitude), so compare the *shape* of the clouds, not their height.
+    """
+    rows = list(results)
+    methods = list(dict.fromkeys(m for r in results.values() for m in r))
+    labels = labels or {}
+    fig, axes = plt.subplots(len(rows), len(methods), squeeze=False,
+                             figsize=(size * len(methods), size * 1.05 * len(rows)))
+    for i, row in enumerate(rows):
+        for j, method in enumerate(methods):
+            ax = axes[i, j]
+            res = results[row].get(method)
+            if res is None:
+                ax.set_axis_off()
+                continue
+            dp, ds = np.asarray(res.d_pred), np.asarray(res.d_sal)
+            ax.scatter(dp, ds, s=9, alpha=0.55, color="tab:blue", linewidths=0)
+            if np.ptp(dp) > 0:
+                slope, icpt = np.polyfit(dp, ds, 1)
+                xs = np.array([dp.min(), dp.max()])
+                ax.plot(xs, icpt + slope * xs, color="tab:red", lw=1)
+            ax.set_title(f"{labels.get(method, method)}\nPSC = {res.r:.2f} "
+                         f"[{res.ci_low:.2f}, {res.ci_high:.2f}]")
+            ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
+            if j == 0:
+                ax.set_ylabel(f"{row}\nD_sal (nats)")
+            if i == len(rows) - 1:
+                ax.set_xlabel("D_pred (nats)")
+    return fig
+
+
+def quiz_pairs(left: np.ndarray, right: np.ndarray, *, perturbed_right: np.ndarray | None = None,
+               kinds: Sequence[str] | None = None, pairs_per_row: int = 3,
+               size: float = 2.0) -> plt.Figure:
+    """The "spot the perturbed image" pairs side by side (L and R), ``pairs_per_row`` per row.
+
+    ``left``/``right``: (k, H, W, C) in [0, 1]. For the reveal pass ``perturbed_right`` ((k,)
+    bool): the perturbed image of each pair is framed in red and labelled (with ``kinds``).
+    """
+    k = len(left)
+    n_rows = -(-k // pairs_per_row)
+    fig, axes = plt.subplots(n_rows, 2 * pairs_per_row, squeeze=False,
+                             figsize=(size * 2 * pairs_per_row, size * 1.1 * n_rows))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for i in range(k):
+        for side, image in enumerate((left[i], right[i])):
+            ax = axes[i // pairs_per_row, 2 * (i % pairs_per_row) + side]
+            ax.set_axis_on()
+            title = f"pair {i + 1}: {'LR'[side]}"
+            if perturbed_right is not None and bool(perturbed_right[i]) == bool(side):
+                title += " = perturbed" + (f"\n({kinds[i]})" if kinds is not None else "")
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color("tab:red")
+                    spine.set_linewidth(2.5)
+            overlay(ax, image)
+            ax.set_title(title, color="tab:red" if "perturbed" in title else "black")
+    return fig

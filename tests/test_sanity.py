@@ -1,0 +1,392 @@
+"""Sanity checks, model variants, noise stability and tabular attributions (course_utils.sanity)."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from course_utils import data, metrics, models, saliency, sanity
+
+S = 32  # image side of the tiny CNNs
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.build_cxr_cnn(S, seed=0, width=4)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0, 1, (6, S, S, 1)).astype(np.float32)
+
+
+def _weights(model: keras.Model) -> list[np.ndarray]:
+    return [np.array(w, copy=True) for w in model.get_weights()]
+
+
+# ------------------------------------------------------------------ similarity
+def test_a_map_is_perfectly_similar_to_itself():
+    a = np.random.default_rng(1).normal(size=(3, 12, 12))
+    for name, values in sanity.similarities(a, a).items():
+        np.testing.assert_allclose(values, 1.0, err_msg=name)
+
+
+def test_sign_flip_counts_only_for_signed_spearman():
+    a = np.random.default_rng(2).normal(size=(2, 10, 10))
+    sim = sanity.similarities(a, -a)
+    np.testing.assert_allclose(sim["spearman"], -1.0)
+    np.testing.assert_allclose(sim["spearman_abs"], 1.0)
+    np.testing.assert_allclose(sim["ssim"], 1.0)  # SSIM compares |maps|
+
+
+def test_random_pairs_are_distinct_seeded_and_cover_the_images():
+    i, j = sanity.random_pairs(5, n_pairs=400, seed=3)
+    assert i.shape == j.shape == (400,) and (i != j).all()
+    assert set(i) == set(j) == set(range(5))
+    again = sanity.random_pairs(5, n_pairs=400, seed=3)
+    np.testing.assert_array_equal(i, again[0])
+    np.testing.assert_array_equal(j, again[1])
+    with pytest.raises(ValueError, match="at least 2"):
+        sanity.random_pairs(1)
+
+
+def test_random_pair_baseline_is_one_for_identical_images_and_near_zero_for_noise():
+    same = np.broadcast_to(np.random.default_rng(4).normal(size=(9, 9)), (6, 9, 9))
+    for values in sanity.random_pair_baseline(same, n_pairs=20).values():
+        np.testing.assert_allclose(values, 1.0)
+    noise = np.random.default_rng(5).normal(size=(20, 16, 16))
+    base = sanity.random_pair_baseline(noise, n_pairs=30)
+    assert abs(base["spearman"].mean()) < 0.05 and base["ssim"].mean() < 0.2
+
+
+def test_map_agreement_tables_each_comparison_beside_the_baseline():
+    rng = np.random.default_rng(7)
+    ref = {"vanilla": rng.normal(size=(8, 10, 10))}
+    others = {"same": {"vanilla": ref["vanilla"].copy()},
+              "noise": {"vanilla": rng.normal(size=(8, 10, 10))}}
+    table = sanity.map_agreement(ref, others, n_pairs=20, n_boot=50)
+    assert set(table.columns) == {"method", "comparison", "measure", "mean", "lo", "hi"}
+    assert len(table) == 3 * 2 and set(table["method"]) == {"Vanilla gradient"}
+    t = table.set_index(["comparison", "measure"])["mean"]
+    assert t[("same", "SSIM")] == pytest.approx(1) and t[("same", "Spearman (abs)")] == pytest.approx(1)
+    assert abs(t[("noise", "Spearman (abs)")]) < 0.1 and abs(t[("random pairs", "Spearman (abs)")]) < 0.1
+    assert (table["lo"] <= table["mean"] + 1e-12).all() and (table["mean"] <= table["hi"] + 1e-12).all()
+
+
+# ------------------------------------------------------------------ rendering
+def test_render_variants_keep_ranks_but_change_the_picture():
+    m = np.random.default_rng(6).lognormal(size=(40, 40))
+    v = sanity.render_variants(m)
+    assert set(v) == {"min-max", "clip at 99th pct", "square root", "log", "top 5 %", "Otsu"}
+    for name, img in v.items():
+        assert img.shape == m.shape and img.min() >= 0 and img.max() <= 1, name
+    stack = lambda k: v[k][None].astype(np.float64)  # noqa: E731
+    for name in ("square root", "log"):  # strictly monotone: the same ranks
+        np.testing.assert_allclose(metrics.spearman_maps(stack("min-max"), stack(name)), 1.0)
+    assert v["top 5 %"].mean() == pytest.approx(0.05, abs=0.002)
+    # ...yet the share of "hot" pixels (> 0.5) differs between renderings of the same map
+    hot = {k: (img > 0.5).mean() for k, img in v.items()}
+    assert hot["log"] > 5 * hot["min-max"]
+    with pytest.raises(ValueError, match="one"):
+        sanity.render_variants(np.zeros((2, 4, 4)))
+
+
+# ------------------------------------------------------------------ randomisation
+def test_randomising_every_layer_changes_outputs_and_restores_the_weights(images):
+    cnn = models.build_cxr_cnn(S, seed=0, width=4)
+    for layer in cnn.layers:  # a "trained" model: biases are not at their initial zeros
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(np.full(layer.bias.shape, 0.01, np.float32))
+    before, p0 = _weights(cnn), models.predict_p(cnn, images)
+    kernels = {n: cnn.get_layer(n).get_weights()[0].copy() for n in sanity.CASCADE_LAYERS}
+    with sanity.randomised_layers(cnn, sanity.CASCADE_LAYERS, seed=1) as randomised:
+        assert randomised is cnn
+        p1 = models.predict_p(cnn, images)
+        for name in sanity.CASCADE_LAYERS:  # every kernel redrawn, every bias back to zero
+            kernel, bias = cnn.get_layer(name).get_weights()
+            assert not np.array_equal(kernel, kernels[name]) and not bias.any()
+    assert np.abs(p1 - p0).max() > 1e-3
+    for a, b in zip(before, cnn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(models.predict_p(cnn, images), p0)
+
+
+def test_randomisation_restores_the_weights_after_an_error(cnn):
+    before = _weights(cnn)
+    with pytest.raises(RuntimeError, match="boom"):
+        with sanity.randomised_layers(cnn, ["dense"]):
+            raise RuntimeError("boom")
+    for a, b in zip(before, cnn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_randomisation_is_seeded_per_layer_and_uses_the_layers_initializers(cnn):
+    with sanity.randomised_layers(cnn, ["p_covid"], seed=7):
+        first = _weights(cnn.get_layer("p_covid"))
+    with sanity.randomised_layers(cnn, ["p_covid", "dense"], seed=7):  # cumulative cascade step
+        second = _weights(cnn.get_layer("p_covid"))
+        dense_kernel, dense_bias = cnn.get_layer("dense").get_weights()
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(dense_bias, 0.0)  # zeros: the bias initializer
+    limit = np.sqrt(6 / sum(dense_kernel.shape))  # Glorot uniform bound
+    assert np.abs(dense_kernel).max() <= limit and dense_kernel.std() > limit / 3
+    with sanity.randomised_layers(cnn, ["p_covid"], seed=8):
+        assert not np.array_equal(cnn.get_layer("p_covid").get_weights()[0], first[0])
+
+
+def test_randomising_a_layer_without_weights_is_refused(cnn):
+    before = _weights(cnn)
+    with pytest.raises(ValueError, match="no weights"):
+        with sanity.randomised_layers(cnn, ["dense", "pool1"]):
+            pass
+    for a, b in zip(before, cnn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def _two_unit_model(w1: np.ndarray, w2: np.ndarray) -> keras.Model:
+    """x (4, 4, 1) -> flatten -> Dense(k, relu, no bias) -> Dense(1, sigmoid, no bias)."""
+    inputs = keras.Input((4, 4, 1))
+    hidden = keras.layers.Dense(w1.shape[1], activation="relu", use_bias=False)
+    out = keras.layers.Dense(1, activation="sigmoid", use_bias=False)
+    model = keras.Model(inputs, out(hidden(keras.layers.Flatten()(inputs))))
+    hidden.set_weights([w1])
+    out.set_weights([w2[:, None]])
+    return model
+
+
+def test_guided_backprop_passes_only_positive_gradients_through_relus():
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0.1, 1, (1, 4, 4, 1)).astype(np.float32)
+    flat = x.reshape(-1)
+    w1 = rng.normal(size=(16, 4)).astype(np.float32)
+    w1[:, 3] = -np.abs(w1[:, 3])  # unit 3 is never active for x > 0
+    for k in range(3):  # units 0-2 are active
+        w1[:, k] *= np.sign(flat @ w1[:, k])
+    w2 = np.array([1.5, -2.0, 0.5, 3.0], np.float32)  # unit 1 active but with a negative gradient
+    model = _two_unit_model(w1, w2)
+    active = flat @ w1 > 0
+    np.testing.assert_array_equal(active, [True, True, True, False])
+    guided = sanity.guided_backprop(model, x, 1)[0].reshape(-1)
+    np.testing.assert_allclose(guided, np.abs(w1[:, [0, 2]] @ w2[[0, 2]]), rtol=1e-5)
+    vanilla = saliency.compute(model, x, "vanilla", 1).raw[0].reshape(-1)
+    np.testing.assert_allclose(vanilla, np.abs(w1[:, :3] @ w2[:3]), rtol=1e-5)
+    # explaining the other class flips the incoming gradient: now only unit 1 passes
+    other = sanity.guided_backprop(model, x, 0)[0].reshape(-1)
+    np.testing.assert_allclose(other, np.abs(w1[:, 1] * w2[1]), rtol=1e-5)
+    assert model.layers[2].activation is keras.activations.relu  # the original is untouched
+
+
+def test_guided_backprop_sees_the_current_weights(cnn, images):
+    before = sanity.guided_backprop(cnn, images[:2], 1)
+    assert before.shape == (2, S, S) and (before >= 0).all()
+    with sanity.randomised_layers(cnn, ["p_covid"], seed=3):
+        during = sanity.guided_backprop(cnn, images[:2], 1)
+    assert not np.allclose(before, during)
+    np.testing.assert_allclose(sanity.guided_backprop(cnn, images[:2], 1), before, rtol=1e-5)
+
+
+def test_raw_maps_dispatches_every_method(cnn, images):
+    for method in sanity.SANITY_METHODS:
+        kw = {"smooth_samples": 2} if method == "smoothgrad" else {}
+        kw |= {"ig_steps": 4} if method == "integrated_gradients" else {}
+        kw |= {"score_max_n": 4} if method == "scorecam" else {}
+        maps = sanity.raw_maps(cnn, images[:2], method, 1, **kw)
+        assert maps.shape == (2, S, S) and np.isfinite(maps).all(), method
+    with pytest.raises(ValueError, match="unknown method"):
+        sanity.raw_maps(cnn, images, "occlusion", 1)
+
+
+def test_cascading_randomisation_starts_at_one_and_restores_the_model(cnn, images):
+    before = _weights(cnn)
+    res = sanity.cascading_randomisation(cnn, images, 1, ["vanilla", "guided_backprop"],
+                                         n_examples=2, n_pairs=10, n_boot=20)
+    assert res.steps == ["original", "p_covid", "+dense", "+last_conv", "+conv3", "+conv2", "+conv1"]
+    first = res.scores[res.scores["step"] == "original"]
+    np.testing.assert_allclose(first["mean"], 1.0)
+    assert len(res.scores) == 2 * 7 * 3
+    assert res.examples["vanilla"].shape == (7, 2, S, S) and res.p.shape == (7, len(images))
+    assert not np.allclose(res.p[0], res.p[-1])
+    ok = res.scores.dropna(subset=["mean"])
+    assert ((ok["mean"] >= -1) & (ok["mean"] <= 1) & (ok["lo"] <= ok["mean"] + 1e-12)).all()
+    verdict = res.verdict()
+    assert list(verdict.index) == ["Vanilla gradient", "Guided backprop"]
+    assert verdict["passes (SSIM)"].dtype == bool and "SSIM: at +conv1" in verdict
+    scores = res.scores.set_index(["method", "step", "measure"])["mean"]
+    for method, label in (("vanilla", "Vanilla gradient"), ("guided_backprop", "Guided backprop")):
+        at = scores[(method, "+dense", "ssim")]
+        head = res.verdict(by_step="+dense").loc[label]
+        assert head["SSIM: at +dense"] == at
+        assert head["passes (SSIM)"] == (at < res.baseline[method]["ssim"])
+    with pytest.raises(ValueError, match="by_step"):
+        res.verdict(by_step="original")
+    for a, b in zip(before, cnn.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown methods"):
+        sanity.cascading_randomisation(cnn, images, 1, ["lime"])
+
+
+# ------------------------------------------------------------------ other architecture
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_pooled_cnn_is_functional_with_a_gradcam_layer_and_a_sigmoid(pooling):
+    m = sanity.build_pooled_cnn(S, seed=0, widths=(4, 8, 8), pooling=pooling)
+    assert m.output_shape == (None, 1) and isinstance(m, keras.Model)
+    assert m.get_layer("last_conv").filters == 8 and m.get_layer(f"global_{pooling}")
+    assert not any(isinstance(layer, keras.layers.Flatten) for layer in m.layers)
+    assert m.layers[-1].activation is keras.activations.sigmoid
+    x = np.random.default_rng(1).uniform(0, 1, (2, S, S, 1)).astype(np.float32)
+    cam = saliency.compute(m, x, "gradcam", 1, layer="last_conv")
+    assert cam.raw.shape == (2, S, S)
+    with pytest.raises(ValueError, match="pooling"):
+        sanity.build_pooled_cnn(S, pooling="sum")
+
+
+def test_global_max_pooling_output_depends_only_on_the_strongest_location():
+    m = sanity.build_pooled_cnn(S, seed=0, widths=(4, 4), pooling="max")
+    x = np.zeros((1, S, S, 1), np.float32)
+    x[0, 5:9, 5:9] = 1.0  # one bright square...
+    moved = np.roll(x, (12, 12), axis=(1, 2))  # ...moved elsewhere (conv1 -> pool -> last_conv)
+    np.testing.assert_allclose(m.predict(x, verbose=0), m.predict(moved, verbose=0), rtol=1e-5)
+
+
+def test_variant_training_is_cached_and_reloaded():
+    small = data.load_course_cxr(image_size=64, seed=3, n=160)
+    first = sanity.load_or_train_variant(small, "global_max", epochs=1)
+    again = sanity.load_or_train_variant(small, "global_max", epochs=1)
+    assert first.trained_now and not again.trained_now and first.path == again.path
+    assert first.path.name.startswith("cxr_global_max_phantom_")
+    x, _ = small.split("test")
+    np.testing.assert_allclose(models.predict_p(first.model, x), models.predict_p(again.model, x),
+                               rtol=1e-5)
+    other = sanity.load_or_train_variant(small, "cnn", epochs=1)
+    assert other.path != first.path and other.model.get_layer("dense") is not None
+    with pytest.raises(ValueError, match="unknown architecture"):
+        sanity.load_or_train_variant(small, "resnet", epochs=1)
+
+
+# ------------------------------------------------------------------ noise
+def test_noise_stability_of_unchanged_images_is_one(cnn, images):
+    table = sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla", "gradcam"],
+                                   n_pairs=10)
+    assert list(table.index) == ["Vanilla gradient", "Grad-CAM"]
+    np.testing.assert_allclose(table["Spearman: clean vs noisy"], 1.0)
+    np.testing.assert_allclose(table["SSIM: clean vs noisy"], 1.0)
+    assert (table["Spearman (abs): random pairs"] < 1).all() and (table["seconds per image"] > 0).all()
+
+
+def test_smoothgrad_curve_of_a_linear_model_is_perfectly_stable():
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.Flatten()(inputs)))
+    x = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
+    curve = sanity.smoothgrad_curve(model, x, 1, samples=(1, 3), noisy_images=x[::-1].copy())
+    assert list(curve.index) == [1, 3]
+    np.testing.assert_allclose(curve["run to run"], 1.0)  # the gradient is the same everywhere
+    np.testing.assert_allclose(curve["clean vs noisy"], 1.0)
+    with pytest.raises(ValueError, match=">= 1"):
+        sanity.smoothgrad_curve(model, x, 1, samples=(0,))
+
+
+def test_smoothgrad_curve_of_a_relu_cnn_gets_more_stable_with_more_samples(cnn, images):
+    curve = sanity.smoothgrad_curve(cnn, images, 1, samples=(1, 16))
+    assert curve.loc[16, "run to run"] > curve.loc[1, "run to run"]
+
+
+# ------------------------------------------------------------------ tabular data
+def test_tabular_attribution_of_a_linear_model_is_w_times_x():
+    rng = np.random.default_rng(9)
+    w, b = rng.normal(size=5).astype(np.float32), np.float32(0.3)
+    inputs = keras.Input((5,))
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([w[:, None], np.array([b])])
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    np.testing.assert_allclose(sanity.tabular_attributions(model, x), w * x, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sanity.tabular_attributions(model, x, target=0), -w * x, rtol=1e-5,
+                               atol=1e-7)
+    with pytest.raises(ValueError, match="table"):
+        sanity.tabular_attributions(model, x[None])
+
+
+def test_permutation_importance_is_zero_for_ignored_columns():
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(1, activation="sigmoid")
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([np.array([[4.0], [0.0], [0.0]], np.float32), np.zeros(1, np.float32)])
+    x = np.random.default_rng(10).normal(size=(200, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    mean, std = sanity.permutation_importance(model, x, y, n_repeats=5)
+    assert mean.shape == std.shape == (3,)
+    assert mean[0] > 0.5 and mean[1] == mean[2] == 0.0
+
+
+def test_breast_cancer_split_is_standardised_and_labels_malignant_as_one():
+    split = sanity.load_breast_cancer_split()
+    assert split.x_train.shape[1] == split.x_test.shape[1] == len(split.features) == 30
+    assert len(split.y_train) + len(split.y_test) == 569
+    assert split.y_train.sum() + split.y_test.sum() == 212  # 212 malignant, 357 benign
+    np.testing.assert_allclose(split.x_train.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(split.x_train.std(0), 1, atol=1e-3)
+    assert split.positive == "malignant"
+
+
+def test_tabular_mlp_learns_the_breast_cancer_set():
+    split = sanity.load_breast_cancer_split()
+    model = sanity.train_tabular_mlp(split, epochs=30)
+    p = sanity.predict_tabular(model, split.x_test)
+    np.testing.assert_allclose(p, models.predict_p(model, split.x_test), rtol=1e-5, atol=1e-6)
+    assert p.shape == split.y_test.shape and np.mean((p > 0.5) == split.y_test) > 0.9
+    attr = sanity.tabular_attributions(model, split.x_test)
+    assert attr.shape == split.x_test.shape and np.isfinite(attr).all()
+
+
+# ------------------------------------------------------------------ the notebook's plots
+def _saved(fig, tmp_path, name) -> bool:
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    path = tmp_path / f"{name}.png"
+    plots.save(fig, path)
+    plt.close(fig)
+    return path.stat().st_size > 1000
+
+
+def test_notebook_04_plots_draw_what_they_are_given(cnn, images, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_utils import plots
+
+    variants = sanity.render_variants(np.random.default_rng(0).lognormal(size=(S, S)))
+    fig = plots.rendering_panels(images[0], {k: (v, "inferno") for k, v in variants.items()},
+                                 outlines={"lungs": variants["Otsu"] > 0})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["image", "min-max", "clip at 99th pct"]
+    assert _saved(fig, tmp_path, "renderings")
+
+    ref = {"vanilla": sanity.raw_maps(cnn, images, "vanilla", 1)}
+    table = sanity.map_agreement(ref, {"same": ref}, n_pairs=5, n_boot=10)
+    fig = plots.similarity_bars(table)
+    assert [ax.get_title() for ax in fig.axes] == ["Spearman (abs)", "SSIM"]
+    assert len(fig.axes[0].patches) == 2  # one bar per comparison for one method
+    assert _saved(fig, tmp_path, "bars")
+
+    res = sanity.cascading_randomisation(cnn, images, 1, ["vanilla", "gradcam"],
+                                         layer_names=["p_covid", "dense"], n_pairs=5, n_boot=10)
+    fig = plots.randomisation_curves(res, labels=sanity.LABELS, ncols=2)
+    assert [ax.get_title() for ax in fig.axes] == ["Vanilla gradient", "Grad-CAM"]
+    assert len(fig.axes[0].lines) == 3 + 3 + 1  # 3 curves, 3 baselines, the zero line
+    assert _saved(fig, tmp_path, "cascade")
+
+    curve = sanity.smoothgrad_curve(cnn, images[:2], 1, samples=(1, 2), noisy_images=images[:2])
+    fig = plots.smoothgrad_curve(curve, reference={"vanilla": 0.5})
+    assert len(fig.axes) == 2 and _saved(fig, tmp_path, "curve")
+
+    imp = pd.DataFrame({"a": [3.0, 1.0, 2.0], "b": [0.1, 0.3, 0.2]}, index=["x", "y", "z"])
+    fig = plots.importance_bars(imp, top=2)
+    ax = fig.axes[0]
+    where = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+    assert set(where) == {"x", "z"} and where["x"] > where["z"]  # the two largest, largest on top
+    assert _saved(fig, tmp_path, "importance")
