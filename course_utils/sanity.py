@@ -163,9 +163,9 @@ def render_variants(saliency_map: np.ndarray) -> dict[str, np.ndarray]:
     ``min-max`` (the default everywhere), ``clip at 99th pct`` (the top 1 % saturate),
     ``square root`` (gamma 0.5: faint areas brighten), ``log`` (log1p of the map scaled so its
     99th percentile is 100: everything above noise looks hot), and two thresholds on the
-    min-max map, ``top 5 %`` and ``Otsu`` (1 above the threshold, 0 below). The first four are
-    monotone transforms: the pixels' ranks, so every rank statistic, are unchanged. Signed maps
-    are shown as |map|.
+    min-max map, ``top 5 %`` and ``Otsu`` (1 above the threshold, 0 below). Min-max, square
+    root and log are strictly increasing transforms: the pixels' ranks, so every rank statistic,
+    are unchanged (clipping ties the top 1 %). Signed maps are shown as |map|.
     """
     m = np.abs(np.asarray(saliency_map, np.float64))
     if m.ndim != 2:
@@ -434,22 +434,31 @@ def load_or_train_variant(data, architecture: str = "global_max", *, seed: int =
 # ============================================================================ noise
 def noise_stability(model: keras.Model, images: np.ndarray, noisy_images: np.ndarray, targets,
                     methods: Sequence[str], method_kwargs: Mapping[str, dict] | None = None,
-                    n_pairs: int = 50, seed: int = 0) -> pd.DataFrame:
+                    n_pairs: int = 50, seed: int = 0,
+                    clean_maps: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """How far each method's map moves when the image gets a (small) perturbation.
 
     ``images``, ``noisy_images``: (n, H, W, C) pairs. For each method: the mean
     :func:`similarities` between the maps of the clean and the noisy images, and the
-    random-pair baseline of the clean maps (maps of different images), per measure. Rows are
-    methods; columns "<measure>: clean vs noisy" and "<measure>: random pairs", plus
-    "seconds per image".
+    random-pair baseline of the clean maps (maps of different images), per measure.
+    ``clean_maps``: method -> (n, H, W) raw maps of ``images`` already computed with the same
+    settings (reused instead of recomputed). Rows are methods; columns "<measure>: clean vs
+    noisy" and "<measure>: random pairs", plus "seconds per image" (of the noisy maps).
     """
     method_kwargs = dict(method_kwargs or {})
+    clean_maps = dict(clean_maps or {})
     rows = {}
     for method in methods:
+        kwargs = method_kwargs.get(method, {})
+        clean = clean_maps.get(method)
+        if clean is None:
+            clean = raw_maps(model, images, method, targets, **kwargs)
+        if np.shape(clean) != np.shape(noisy_images)[:3]:
+            raise ValueError(f"clean maps of {method} have shape {np.shape(clean)}, expected "
+                             f"{np.shape(noisy_images)[:3]}")
         start = time.perf_counter()
-        clean = raw_maps(model, images, method, targets, **method_kwargs.get(method, {}))
-        noisy = raw_maps(model, noisy_images, method, targets, **method_kwargs.get(method, {}))
-        per_image = (time.perf_counter() - start) / (2 * len(images))
+        noisy = raw_maps(model, noisy_images, method, targets, **kwargs)
+        per_image = (time.perf_counter() - start) / len(noisy_images)
         row = {}
         moved = similarities(clean, noisy)
         base = random_pair_baseline(clean, n_pairs, seed)

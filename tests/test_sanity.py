@@ -273,6 +273,12 @@ def test_noise_stability_of_unchanged_images_is_one(cnn, images):
     np.testing.assert_allclose(table["Spearman: clean vs noisy"], 1.0)
     np.testing.assert_allclose(table["SSIM: clean vs noisy"], 1.0)
     assert (table["Spearman (abs): random pairs"] < 1).all() and (table["seconds per image"] > 0).all()
+    # precomputed clean maps are used as given (here: deliberately wrong ones, so it shows)
+    fake = {"vanilla": np.random.default_rng(3).uniform(size=(len(images), S, S))}
+    reused = sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla"], clean_maps=fake, n_pairs=10)
+    assert reused.loc["Vanilla gradient", "Spearman: clean vs noisy"] < 0.5
+    with pytest.raises(ValueError, match="shape"):
+        sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla"], clean_maps={"vanilla": fake["vanilla"][:2]})
 
 
 def test_smoothgrad_curve_of_a_linear_model_is_perfectly_stable():
