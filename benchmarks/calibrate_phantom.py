@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from course_utils.config import fast_mode, pick  # noqa: E402
-from course_utils.phantom import make_phantom_cxr, rerender  # noqa: E402
+from course_utils.config import SEED, fast_mode, pick  # noqa: E402
+from course_utils.data import PHANTOM_N  # noqa: E402
+from course_utils.models import CXR_EPOCHS  # noqa: E402
+from course_utils.phantom import rerender  # noqa: E402
 
 
 def parse_value(text: str):

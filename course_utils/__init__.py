@@ -25,7 +25,11 @@ def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]
 
     from . import config, environment, plots
 
+    import logging
+
     warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
+    # notebooks call several models: hide TensorFlow's Python-side re-tracing notices
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     keras.utils.disable_interactive_logging()  # no progress bars from predict()/fit() in cells
     config.set_seed(config.SEED if seed is None else seed)
     plots.use_style()

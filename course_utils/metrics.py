@@ -143,7 +143,7 @@ def _masks(masks: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return m
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
+def minmax(x: np.ndarray) -> np.ndarray:
     """Per-image min-max scaling of (n, H, W) maps to [0, 1] (float64); constant maps become 0."""
     x = np.asarray(x, np.float64)
     lo = x.min(axis=(1, 2), keepdims=True)
@@ -151,7 +151,7 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
 
 
-def _nanmean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+def nanmean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     """:func:`numpy.nanmean` without the warning for an all-NaN slice (which gives NaN)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -219,9 +219,9 @@ class RegionAttribution:
                 sel = keys == key
                 row = {
                     "region": region, "class": names.get(key.item(), str(key.item())),
-                    "mass_share": _nanmean(self.mass_share[region][sel]),
-                    "area_share": _nanmean(self.area_share[region][sel]),
-                    "enrichment": _nanmean(self.enrichment[region][sel]),
+                    "mass_share": nanmean(self.mass_share[region][sel]),
+                    "area_share": nanmean(self.area_share[region][sel]),
+                    "enrichment": nanmean(self.enrichment[region][sel]),
                     "n_images": int(np.isfinite(self.enrichment[region][sel]).sum()),
                 }
                 if n_boot:
@@ -456,7 +456,7 @@ def binarise(maps: np.ndarray, method: str = "otsu", value: float | None = None)
     if method == "threshold":
         if value is None or not 0 <= value <= 1:
             raise ValueError(f"method='threshold' needs value in [0, 1] (on min-max normalised maps), got {value}")
-        return _minmax(x) > value
+        return minmax(x) > value
     raise ValueError(f"method must be 'otsu', 'quantile' or 'threshold', got {method!r}")
 
 
@@ -501,7 +501,7 @@ def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got {x.shape} and {y.shape}")
     if min(x.shape[1:]) < 7:
         raise ValueError(f"SSIM needs maps of at least 7 x 7 pixels, got {x.shape[1:]}")
-    x, y = _minmax(x), _minmax(y)
+    x, y = minmax(x), minmax(y)
     return np.array([structural_similarity(u, v, data_range=1.0) for u, v in zip(x, y)])
 
 

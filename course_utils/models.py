@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +176,50 @@ def build_cxr_cnn(image_size: int = 128, seed: int = 42, width: int = 16) -> ker
     return keras.Model(inputs, outputs, name="cxr_cnn")
 
 
+def build_pooled_cnn(image_size: int = 128, seed: int = 42,
+                     widths: Sequence[int] = (12, 24, 48, 96), pooling: str = "max") -> keras.Model:
+    """A second chest X-ray architecture, for reproducibility tests (notebook 04).
+
+    Differs from :func:`build_cxr_cnn` in its widths (default 12-24-48-96 filters instead of
+    16-32-64-64) and its head: global pooling of the last convolution straight into the output,
+    instead of Flatten + Dense(64) + Dropout. ``pooling="max"`` (default) asks "is this feature
+    present anywhere?", which suits small, faint lesions; ``"avg"`` asks "how much of it is
+    there?" (it learned far more slowly on the phantom's faint opacities). The last convolution
+    is named ``last_conv`` (for the CAMs); the output is one sigmoid, ``p_covid``.
+    Input: (image_size, image_size, 1) in [0, 1].
+    """
+    if pooling not in ("max", "avg"):
+        raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    x = inputs
+    *blocks, last = widths
+    for i, width in enumerate(blocks):
+        x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=init,
+                          name=f"conv{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
+    x = layers.Conv2D(last, 3, padding="same", activation="relu", kernel_initializer=init,
+                      name="last_conv")(x)
+    pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
+    x = pool(name=f"global_{pooling}")(x)
+    outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=init, name="p_covid")(x)
+    return keras.Model(inputs, outputs, name=f"cxr_global_{pooling}_cnn")
+
+
+#: Chest X-ray architectures by name: builder(image_size, seed=...). "cnn" is the course model.
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "cnn": build_cxr_cnn,
+    "global_max": functools.partial(build_pooled_cnn, pooling="max"),
+    "global_avg": functools.partial(build_pooled_cnn, pooling="avg"),
+}
+
+
+def _builder(architecture: str) -> Callable[..., keras.Model]:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture]
+
+
 #: Bump when the architecture or the training recipe changes: cached models are then retrained.
 CXR_RECIPE_VERSION = 1
 #: Training epochs in full / fast mode (early stopping on validation loss may stop sooner).
@@ -201,8 +246,10 @@ class TrainedCXR:
 def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = config.SEED,
                     epochs: int | None = None, batch_size: int = 64,
                     validation_fraction: float = 0.1, learning_rate: float = 1e-3,
-                    patience: int = 3) -> tuple[keras.Model, dict[str, list[float]], float]:
-    """Train :func:`build_cxr_cnn` with Adam and binary cross-entropy (as the article did).
+                    patience: int = 3, architecture: str = "cnn"
+                    ) -> tuple[keras.Model, dict[str, list[float]], float]:
+    """Train a model of :data:`ARCHITECTURES` (default: :func:`build_cxr_cnn`) with Adam and
+    binary cross-entropy (as the article did).
 
     ``images``: (n, H, W, 1) float32 in [0, 1]; ``labels``: (n,) with 1 = COVID. A stratified
     ``validation_fraction`` of them is held out for early stopping (best weights restored).
@@ -210,10 +257,11 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     """
     from .cxr import stratified_split
 
+    build = _builder(architecture)
     epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
     fit_idx, val_idx = stratified_split(labels, validation_fraction, seed=seed)
     keras.utils.set_random_seed(seed)
-    model = build_cxr_cnn(images.shape[1], seed=seed)
+    model = build(images.shape[1], seed=seed)
     model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy",
                   metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
@@ -234,26 +282,31 @@ def predict_p(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> 
 
 
 def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None = None,
-                            retrain: bool = False) -> TrainedCXR:
-    """The course CNN for ``data`` (a :class:`course_utils.data.CourseCXR`), cached on disk.
+                            retrain: bool = False, architecture: str = "cnn") -> TrainedCXR:
+    """A chest X-ray model for ``data`` (a :class:`course_utils.data.CourseCXR`), cached on disk.
 
-    The cache key covers the data (its fingerprint), the seed, the epochs and the recipe
+    ``architecture``: a key of :data:`ARCHITECTURES` (default: the course CNN). The cache key
+    covers the data (its fingerprint), the architecture, the seed, the epochs and the recipe
     version, so changing any of them trains a new model. The model file is written to a
     temporary name and renamed, so an interrupted save never leaves a broken cache.
     """
+    _builder(architecture)  # unknown names fail before any work
     epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
     settings = {"data": data.fingerprint, "source": data.source, "seed": seed, "epochs": epochs,
                 "recipe": CXR_RECIPE_VERSION}
+    if architecture != "cnn":  # the course CNN's key predates the argument: keep its caches valid
+        settings["architecture"] = architecture
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = config.data_dir() / "models"
-    path = folder / f"cxr_cnn_{data.source}_{key}.keras"
+    path = folder / f"cxr_{architecture}_{data.source}_{key}.keras"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists() and not retrain:
         meta = json.loads(meta_path.read_text())
         model = keras.models.load_model(path)
         return TrainedCXR(model, meta["history"], path, False, meta["seconds"], settings)
     images, labels = data.split("train")
-    model, history, seconds = train_cxr_model(images, labels, seed=seed, epochs=epochs)
+    model, history, seconds = train_cxr_model(images, labels, seed=seed, epochs=epochs,
+                                              architecture=architecture)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     model.save(tmp)

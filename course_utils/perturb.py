@@ -532,8 +532,9 @@ def prediction_attack(model: keras.Model, x: np.ndarray, *, eps: float = 0.03, s
     term is the binary cross-entropy toward the *opposite* class: it pushes the logit across 0.
     ``w_map`` trades flip rate for a still map (0 gives a plain Adam attack on p).
 
-    Defaults are sized for 128 px images on 2 CPU cores: 30 steps, eps = 0.03 (as in the
-    reference code), Adam lr = eps / 10 intensity units, beta geometric 10 -> 100.
+    Defaults are sized for 128 px images on 2 CPU cores: 30 steps, eps = 0.03 intensity units
+    (the authors' code also says 0.03, but in its own normalised units, so the two are not
+    comparable), Adam lr = eps / 10 intensity units, beta geometric 10 -> 100.
     ``batch_size`` images are attacked together (one traced call per step per batch).
     """
     x, eps, steps, lr = _check_attack_args(x, eps, steps, lr, batch_size)
@@ -564,8 +565,9 @@ def explanation_attack(model: keras.Model, x: np.ndarray, target_map: np.ndarray
     original model. ``target_map``: (H, W) or (n, H, W), non-negative, normalised here to sum
     1; default :func:`patch_target` (a uniform H/4 square in the upper-left region).
 
-    Defaults (128 px, 2 CPU cores): 60 steps, eps = 0.06 (as in the reference code), Adam
-    lr = eps / 10, beta geometric 10 -> 100.
+    Defaults (128 px, 2 CPU cores): 60 steps, eps = 0.06 intensity units (twice the prediction
+    attack's, the ratio of the authors' code, whose units differ), Adam lr = eps / 10, beta
+    geometric 10 -> 100.
     """
     x, eps, steps, lr = _check_attack_args(x, eps, steps, lr, batch_size)
     target = _check_target(patch_target(x.shape[1:3]) if target_map is None else target_map, x)

@@ -192,6 +192,10 @@ def _raw_chunk(model: keras.Model, images: np.ndarray, method: str, targets: np.
                                          normalize_cam=False, **cam_args)
 
 
+#: SmoothGrad chunks hold at most this many noisy input values at once (float64: 256 MB).
+SMOOTHGRAD_MAX_VALUES = 32 * 2**20
+
+
 def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
             layer: str | None = None, smooth_samples: int = 20, smooth_noise: float = 0.20,
             ig_steps: int = 32, baseline: np.ndarray | None = None, score_max_n: int | None = 32,
@@ -211,8 +215,10 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     score_max_n : Score-CAM uses the ``score_max_n`` most variable channels (Faster-Score-CAM);
         None uses all channels (slow).
     batch_size : images per gradient call (bounds memory; results do not depend on it except
-        for SmoothGrad's random noise).
-    seed : seeds TensorFlow before SmoothGrad so its noise is reproducible.
+        for SmoothGrad's random noise). SmoothGrad lowers it so that a chunk's noisy copies
+        stay under :data:`SMOOTHGRAD_MAX_VALUES` values (about 256 MB as float64).
+    seed : makes SmoothGrad's noise reproducible. NumPy's global generator (which tf-keras-vis
+        draws from) is seeded for this call only and restored afterwards; None leaves it alone.
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
@@ -222,20 +228,29 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     _, target_arr = _scores(logit_model(model), targets)
     target_arr = np.broadcast_to(target_arr, (len(images),)).copy()
     params: dict = {"targets": target_arr.tolist()}
+    saved_rng = None
     if method == "smoothgrad":
         params |= {"smooth_samples": smooth_samples, "smooth_noise": smooth_noise}
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
+        # tf-keras-vis holds all noisy copies of a chunk at once, as float64
+        batch_size = max(1, min(batch_size, SMOOTHGRAD_MAX_VALUES // max(
+            1, smooth_samples * int(np.prod(images.shape[1:])))))
+        if seed is not None:  # tf-keras-vis draws its noise from NumPy's global generator:
+            saved_rng = np.random.get_state()  # seed it for this call only, then put it back
+            np.random.seed(seed)
     params |= {"ig_steps": ig_steps} if method == "integrated_gradients" else {}
     params |= {"max_N": score_max_n} if method == "scorecam" else {}
     start = time.perf_counter()
-    chunks = [np.asarray(_raw_chunk(model, images[i:i + batch_size], method,
-                                    target_arr[i:i + batch_size], layer=layer,
-                                    smooth_samples=smooth_samples, smooth_noise=smooth_noise,
-                                    ig_steps=ig_steps, baseline=baseline,
-                                    score_max_n=score_max_n), dtype=np.float32)
-              .reshape(-1, *images.shape[1:3])
-              for i in range(0, len(images), batch_size)]
+    try:
+        chunks = [np.asarray(_raw_chunk(model, images[i:i + batch_size], method,
+                                        target_arr[i:i + batch_size], layer=layer,
+                                        smooth_samples=smooth_samples, smooth_noise=smooth_noise,
+                                        ig_steps=ig_steps, baseline=baseline,
+                                        score_max_n=score_max_n), dtype=np.float32)
+                  .reshape(-1, *images.shape[1:3])
+                  for i in range(0, len(images), batch_size)]
+    finally:
+        if saved_rng is not None:
+            np.random.set_state(saved_rng)
     seconds = time.perf_counter() - start
     raw = np.concatenate(chunks)
     signed = method in ("gradxinput", "integrated_gradients")

@@ -2,8 +2,8 @@
 
 * **Rendering** — :func:`render_variants`: one map drawn several defensible ways (scalings and
   thresholds); the pixels' ranks never change, the picture does.
-* **Model-specific maps** — :func:`build_pooled_cnn` and :func:`load_or_train_variant` give a second
-  architecture for reproducibility (Arun et al. 2021); :func:`similarities` and
+* **Model-specific maps** — a second architecture for reproducibility (Arun et al. 2021) comes
+  from :func:`course_utils.models.load_or_train_cxr_model` (``architecture=``); :func:`similarities` and
   :func:`random_pair_baseline` compare maps and give Arun's baseline: the similarity of maps of
   *different* images from the same model; :func:`map_agreement` tabulates both.
 * **Noise** — :func:`noise_stability` (how far each method's map moves under imperceptible noise)
@@ -21,12 +21,9 @@ Conventions: images (n, H, W, C) float32 in [0, 1]; maps (n, H, W) float32; per-
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import json
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -170,10 +167,10 @@ def render_variants(saliency_map: np.ndarray) -> dict[str, np.ndarray]:
     m = np.abs(np.asarray(saliency_map, np.float64))
     if m.ndim != 2:
         raise ValueError(f"expected one (H, W) map, got shape {m.shape}")
-    mm = metrics._minmax(m[None])[0]
+    mm = metrics.minmax(m[None])[0]
     p99 = np.percentile(m, 99)
     clipped = np.clip(m / p99, 0, 1) if p99 > 0 else mm
-    logged = metrics._minmax(np.log1p(100 * m / p99)[None])[0] if p99 > 0 else mm
+    logged = metrics.minmax(np.log1p(100 * m / p99)[None])[0] if p99 > 0 else mm
     out = {"min-max": mm, "clip at 99th pct": clipped, "square root": np.sqrt(mm), "log": logged,
            "top 5 %": metrics.binarise(m[None], "quantile", 0.95)[0].astype(float),
            "Otsu": metrics.binarise(m[None], "otsu")[0].astype(float)}
@@ -324,111 +321,10 @@ def cascading_randomisation(model: keras.Model, images: np.ndarray, targets,
                     rows.append({"method": method, "step": step, "step_index": k,
                                  "measure": measure, "mean": est, "lo": lo, "hi": hi,
                                  "undefined": int(np.isnan(values).sum())})
-    baseline = {m: {k: float(metrics._nanmean(v))
+    baseline = {m: {k: float(metrics.nanmean(v))
                     for k, v in random_pair_baseline(originals[m], n_pairs, seed).items()}
                 for m in methods}
     return CascadeResult(steps, pd.DataFrame(rows), baseline, examples, np.stack(outputs), seconds)
-
-
-# ============================================================================ other models
-def build_pooled_cnn(image_size: int = 128, seed: int = config.SEED,
-                     widths: Sequence[int] = (12, 24, 48, 96), pooling: str = "max") -> keras.Model:
-    """A second chest X-ray architecture for reproducibility tests (Functional API).
-
-    Differs from :func:`models.build_cxr_cnn` in its widths (default 12-24-48-96 filters instead
-    of 16-32-64-64) and its head: global pooling of the last convolution straight into the
-    output, instead of Flatten + Dense(64) + Dropout. ``pooling="max"`` (default) asks "is
-    this feature present anywhere?", which suits small, faint lesions; ``"avg"`` asks "how much
-    of it is there?" (it learned far more slowly on the phantom's faint opacities). The last
-    convolution is named ``last_conv`` (for the CAMs); the output is one sigmoid, ``p_covid``.
-    Input: (image_size, image_size, 1) in [0, 1].
-    """
-    if pooling not in ("max", "avg"):
-        raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
-    init = keras.initializers.GlorotUniform(seed=seed)
-    inputs = keras.Input((image_size, image_size, 1), name="image")
-    x = inputs
-    *blocks, last = widths
-    for i, width in enumerate(blocks):
-        x = layers.Conv2D(width, 3, padding="same", activation="relu", kernel_initializer=init,
-                          name=f"conv{i + 1}")(x)
-        x = layers.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = layers.Conv2D(last, 3, padding="same", activation="relu", kernel_initializer=init,
-                      name="last_conv")(x)
-    pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
-    x = pool(name=f"global_{pooling}")(x)
-    outputs = layers.Dense(1, activation="sigmoid", kernel_initializer=init, name="p_covid")(x)
-    return keras.Model(inputs, outputs, name=f"cxr_global_{pooling}_cnn")
-
-
-#: Architectures :func:`load_or_train_variant` can train: name -> builder(image_size, seed=...).
-ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
-    "cnn": models.build_cxr_cnn,
-    "global_max": functools.partial(build_pooled_cnn, pooling="max"),
-    "global_avg": functools.partial(build_pooled_cnn, pooling="avg"),
-}
-#: Bump when :data:`ARCHITECTURES` or :func:`train_variant` change (retrains cached models).
-VARIANT_RECIPE_VERSION = 1
-
-
-def train_variant(architecture: str, images: np.ndarray, labels: np.ndarray, *,
-                  seed: int = config.SEED, epochs: int | None = None, batch_size: int = 64,
-                  learning_rate: float = 1e-3, patience: int = 3
-                  ) -> tuple[keras.Model, dict[str, list[float]], float]:
-    """Train an architecture of :data:`ARCHITECTURES` with the course recipe.
-
-    The recipe of :func:`models.train_cxr_model` (Adam, binary cross-entropy, a stratified 10 %
-    validation split, early stopping on validation loss with the best weights restored), for
-    another builder. ``images``: (n, H, W, 1) in [0, 1]; ``labels``: (n,) 1 = COVID.
-    Returns ``(model, history, seconds)``.
-    """
-    from .cxr import stratified_split
-
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}")
-    epochs = epochs if epochs is not None else config.pick(*models.CXR_EPOCHS)
-    fit_idx, val_idx = stratified_split(labels, 0.1, seed=seed)
-    keras.utils.set_random_seed(seed)
-    model = ARCHITECTURES[architecture](images.shape[1], seed=seed)
-    model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy", metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
-    start = time.perf_counter()
-    hist = model.fit(images[fit_idx], labels[fit_idx].astype("float32"), batch_size=batch_size,
-                     epochs=epochs, callbacks=[stop], shuffle=True, verbose=0,
-                     validation_data=(images[val_idx], labels[val_idx].astype("float32")))
-    seconds = time.perf_counter() - start
-    return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}, seconds
-
-
-def load_or_train_variant(data, architecture: str = "global_max", *, seed: int = config.SEED,
-                          epochs: int | None = None, retrain: bool = False) -> models.TrainedCXR:
-    """:func:`train_variant` on ``data``'s training part, cached in ``<data dir>/models``.
-
-    ``data``: a :class:`course_utils.data.CourseCXR`. The cache key covers the data, the
-    architecture, the seed, the epochs and :data:`VARIANT_RECIPE_VERSION`; the file is written
-    under a temporary name and renamed. (For the course CNN itself use
-    :func:`models.load_or_train_cxr_model`.)
-    """
-    epochs = epochs if epochs is not None else config.pick(*models.CXR_EPOCHS)
-    settings = {"data": data.fingerprint, "source": data.source, "architecture": architecture,
-                "seed": seed, "epochs": epochs, "recipe": VARIANT_RECIPE_VERSION}
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    path = config.data_dir() / "models" / f"cxr_{architecture}_{data.source}_{key}.keras"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists() and not retrain:
-        meta = json.loads(meta_path.read_text())
-        return models.TrainedCXR(keras.models.load_model(path), meta["history"], path, False,
-                                 meta["seconds"], settings)
-    images, labels = data.split("train")
-    model, history, seconds = train_variant(architecture, images, labels, seed=seed, epochs=epochs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.partial")
-    tmp_meta.write_text(json.dumps({"history": history, "seconds": seconds, "settings": settings}))
-    os.replace(tmp_meta, meta_path)
-    os.replace(tmp, path)
-    return models.TrainedCXR(model, history, path, True, seconds, settings)
 
 
 # ============================================================================ noise
@@ -463,8 +359,8 @@ def noise_stability(model: keras.Model, images: np.ndarray, noisy_images: np.nda
         moved = similarities(clean, noisy)
         base = random_pair_baseline(clean, n_pairs, seed)
         for m, name in MEASURES.items():
-            row[f"{name}: clean vs noisy"] = float(metrics._nanmean(moved[m]))
-            row[f"{name}: random pairs"] = float(metrics._nanmean(base[m]))
+            row[f"{name}: clean vs noisy"] = float(metrics.nanmean(moved[m]))
+            row[f"{name}: random pairs"] = float(metrics.nanmean(base[m]))
         rows[LABELS[method]] = row | {"seconds per image": per_image}
     return pd.DataFrame(rows).T
 
@@ -491,11 +387,11 @@ def smoothgrad_curve(model: keras.Model, images: np.ndarray, targets,
         first = saliency.compute(model, images, "smoothgrad", targets, seed=seed, **kw)
         second = saliency.compute(model, images, "smoothgrad", targets, seed=seed + 1, **kw)
         row = {"n_samples": int(n),
-               "run to run": float(metrics._nanmean(metrics.spearman_maps(first.raw, second.raw))),
+               "run to run": float(metrics.nanmean(metrics.spearman_maps(first.raw, second.raw))),
                "seconds per image": first.seconds / len(images)}
         if noisy_images is not None:
             noisy = saliency.compute(model, noisy_images, "smoothgrad", targets, seed=seed + 2, **kw)
-            row["clean vs noisy"] = float(metrics._nanmean(metrics.spearman_maps(first.raw, noisy.raw)))
+            row["clean vs noisy"] = float(metrics.nanmean(metrics.spearman_maps(first.raw, noisy.raw)))
         rows.append(row)
     return pd.DataFrame(rows).set_index("n_samples")
 

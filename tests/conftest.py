@@ -20,3 +20,19 @@ def isolated_cache(tmp_path, monkeypatch):
 
     assets._verified.clear()
     return tmp_path / "course-data"
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """saved(fig, name) -> True if the figure was written as a non-trivial PNG (and closed)."""
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    def save(fig, name: str) -> bool:
+        path = tmp_path / f"{name}.png"
+        plots.save(fig, path)
+        plt.close(fig)
+        return path.stat().st_size > 1000
+
+    return save

@@ -13,29 +13,23 @@ from course_utils import __main__ as cli  # noqa: E402
 from course_utils import images, plots  # noqa: E402
 
 
-def _saved(fig, tmp_path, name):
-    path = tmp_path / f"{name}.png"
-    plots.save(fig, path)
-    matplotlib.pyplot.close(fig)
-    return path.stat().st_size > 1000
 
-
-def test_overlay_and_grid(tmp_path):
+def test_overlay_and_grid(saved):
     plots.use_style()
     imgs = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3))
     maps = {"a": np.random.default_rng(1).uniform(size=(2, 16, 16))}
     fig = plots.grid(imgs, maps, row_titles=["x", "y"])
     assert len(fig.axes) == 4 and fig.axes[1].get_title() == "a"
-    assert _saved(fig, tmp_path, "grid")
+    assert saved(fig, "grid")
     fig = plots.grid(imgs, maps, overlay_maps=False)
-    assert _saved(fig, tmp_path, "grid_plain")
+    assert saved(fig, "grid_plain")
 
 
-def test_photo_panel_shows_credits(tmp_path):
+def test_photo_panel_shows_credits(saved):
     photos = [images.fallback_photo("dog"), images.fallback_photo("dome")]
     fig = plots.photo_panel(photos)
     assert "CC0" in fig.axes[0].get_xlabel()
-    assert _saved(fig, tmp_path, "panel")
+    assert saved(fig, "panel")
 
 
 def test_topk_table_marks_missing_paper_rows():
@@ -45,19 +39,19 @@ def test_topk_table_marks_missing_paper_rows():
     assert table.iloc[0, 1] == 50.0 and table.iloc[1, 2] == "(not legible)"
 
 
-def test_cxr_figures(tmp_path):
+def test_cxr_figures(saved):
     rng = np.random.default_rng(0)
     imgs = rng.uniform(size=(8, 32, 32, 1)).astype(np.float32)
     labels = np.array([0, 1] * 4)
     masks = {"lungs": rng.uniform(size=(8, 32, 32)) > 0.5, "marker": np.zeros((8, 32, 32), bool)}
-    assert _saved(plots.cxr_grid(imgs, labels, masks, per_class=2), tmp_path, "cxr")
+    assert saved(plots.cxr_grid(imgs, labels, masks, per_class=2), "cxr")
     history = {"loss": [0.6, 0.4], "accuracy": [0.7, 0.8], "val_loss": [0.5, 0.45],
                "val_accuracy": [0.75, 0.8]}
-    assert _saved(plots.learning_curves(history), tmp_path, "curves")
+    assert saved(plots.learning_curves(history), "curves")
     report = {"tn": 3, "fp": 1, "fn": 1, "tp": 3, "auc": 0.8, "sensitivity": 0.75,
               "specificity": 0.75}
     fig = plots.confusion_and_roc(labels, rng.uniform(size=8), report)
-    assert _saved(fig, tmp_path, "roc")
+    assert saved(fig, "roc")
 
 
 def _one_cell_notebook(tmp_path, name: str, source: str):
@@ -86,7 +80,7 @@ def test_render_reports_a_failing_notebook(tmp_path, capsys):
     assert (tmp_path / "build" / "bad.html").exists()  # the learner can still read what happened
 
 
-def test_enrichment_bars(tmp_path):
+def test_enrichment_bars(saved):
     from course_utils import metrics
 
     rng = np.random.default_rng(0)
@@ -98,4 +92,4 @@ def test_enrichment_bars(tmp_path):
                                                           n_boot=50)
     fig = plots.enrichment_bars({"m1": table, "m2": table})
     assert len(fig.axes) == 2 and fig.axes[0].get_yscale() == "log"
-    assert _saved(fig, tmp_path, "enrichment")
+    assert saved(fig, "enrichment")

@@ -109,3 +109,13 @@ def test_makefile_has_the_readme_commands(target):
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("script", ["run_notebooks.py", "calibrate_phantom.py"])
+def test_benchmark_scripts_start(script):
+    """Their argument parsers build (defaults are evaluated) and --help exits cleanly."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage" in done.stdout

@@ -120,11 +120,30 @@ def test_scorecam_on_a_sigmoid_model_is_fixed_by_the_two_class_softmax(region_ca
     assert cam[region].mean() > 1.2 * cam[~region].mean()
 
 
-def test_maps_are_deterministic(linear):
-    model, _, x = linear
-    a = saliency.compute(model, x, "smoothgrad", 0, smooth_samples=3, seed=7).raw
-    b = saliency.compute(model, x, "smoothgrad", 0, smooth_samples=3, seed=7).raw
+@pytest.fixture(scope="module")
+def relu_cnn():
+    from course_utils.models import build_cxr_cnn
+
+    x = np.random.default_rng(2).uniform(0, 1, size=(5, 32, 32, 1)).astype(np.float32)
+    return build_cxr_cnn(32, seed=0, width=4), x
+
+
+def test_smoothgrad_is_seeded_and_leaves_the_global_generators_alone(relu_cnn, monkeypatch):
+    model, x = relu_cnn
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    a = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=3, seed=7).raw
+    assert np.array_equal(np.random.get_state()[1], before)  # NumPy's global state restored
+    b = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=3, seed=7).raw
+    c = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=3, seed=8).raw
     np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)  # a ReLU network: the noise matters
+    # tiny memory cap -> one image per chunk: same shapes, still seeded
+    monkeypatch.setattr(saliency, "SMOOTHGRAD_MAX_VALUES", 32 * 32 * 3)
+    d = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=3, seed=7)
+    e = saliency.compute(model, x, "smoothgrad", 1, smooth_samples=3, seed=7)
+    assert d.raw.shape == a.shape
+    np.testing.assert_array_equal(d.raw, e.raw)
 
 
 def test_normalise_and_smooth():

@@ -230,7 +230,7 @@ def test_cascading_randomisation_starts_at_one_and_restores_the_model(cnn, image
 # ------------------------------------------------------------------ other architecture
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_pooled_cnn_is_functional_with_a_gradcam_layer_and_a_sigmoid(pooling):
-    m = sanity.build_pooled_cnn(S, seed=0, widths=(4, 8, 8), pooling=pooling)
+    m = models.build_pooled_cnn(S, seed=0, widths=(4, 8, 8), pooling=pooling)
     assert m.output_shape == (None, 1) and isinstance(m, keras.Model)
     assert m.get_layer("last_conv").filters == 8 and m.get_layer(f"global_{pooling}")
     assert not any(isinstance(layer, keras.layers.Flatten) for layer in m.layers)
@@ -239,11 +239,11 @@ def test_pooled_cnn_is_functional_with_a_gradcam_layer_and_a_sigmoid(pooling):
     cam = saliency.compute(m, x, "gradcam", 1, layer="last_conv")
     assert cam.raw.shape == (2, S, S)
     with pytest.raises(ValueError, match="pooling"):
-        sanity.build_pooled_cnn(S, pooling="sum")
+        models.build_pooled_cnn(S, pooling="sum")
 
 
 def test_global_max_pooling_output_depends_only_on_the_strongest_location():
-    m = sanity.build_pooled_cnn(S, seed=0, widths=(4, 4), pooling="max")
+    m = models.build_pooled_cnn(S, seed=0, widths=(4, 4), pooling="max")
     x = np.zeros((1, S, S, 1), np.float32)
     x[0, 5:9, 5:9] = 1.0  # one bright square...
     moved = np.roll(x, (12, 12), axis=(1, 2))  # ...moved elsewhere (conv1 -> pool -> last_conv)
@@ -252,17 +252,17 @@ def test_global_max_pooling_output_depends_only_on_the_strongest_location():
 
 def test_variant_training_is_cached_and_reloaded():
     small = data.load_course_cxr(image_size=64, seed=3, n=160)
-    first = sanity.load_or_train_variant(small, "global_max", epochs=1)
-    again = sanity.load_or_train_variant(small, "global_max", epochs=1)
+    first = models.load_or_train_cxr_model(small, architecture="global_max", epochs=1)
+    again = models.load_or_train_cxr_model(small, architecture="global_max", epochs=1)
     assert first.trained_now and not again.trained_now and first.path == again.path
     assert first.path.name.startswith("cxr_global_max_phantom_")
     x, _ = small.split("test")
     np.testing.assert_allclose(models.predict_p(first.model, x), models.predict_p(again.model, x),
                                rtol=1e-5)
-    other = sanity.load_or_train_variant(small, "cnn", epochs=1)
+    other = models.load_or_train_cxr_model(small, architecture="cnn", epochs=1)
     assert other.path != first.path and other.model.get_layer("dense") is not None
     with pytest.raises(ValueError, match="unknown architecture"):
-        sanity.load_or_train_variant(small, "resnet", epochs=1)
+        models.load_or_train_cxr_model(small, architecture="resnet", epochs=1)
 
 
 # ------------------------------------------------------------------ noise

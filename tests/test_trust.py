@@ -13,7 +13,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from course_utils import metrics, paper, perturb, plots, saliency, trust  # noqa: E402
+from course_utils import paper, perturb, plots, saliency, trust  # noqa: E402
 from course_utils.models import build_cxr_cnn  # noqa: E402
 
 S = 32  # image side of the small test models
@@ -282,15 +282,8 @@ def test_max_sensitivity_of_saliency_methods_on_a_cnn(cnn):
         assert (sens.mean[finite] >= 0).all()
 
 
-# --------------------------------------------------------------------------- plots
-def _saved(fig, tmp_path, name) -> bool:
-    path = tmp_path / f"{name}.png"
-    plots.save(fig, path)
-    matplotlib.pyplot.close(fig)
-    return path.stat().st_size > 1000
 
-
-def test_notebook_05_plots(tmp_path):
+def test_notebook_05_plots(saved):
     plots.use_style()
     x, attack = _fake_attack("explanation_attack", n=6, size=16)
     study = trust.psc_study({"vanilla": _shifting_explainer, "other": lambda i: i[..., 0] ** 2 + 0.1},
@@ -302,19 +295,19 @@ def test_notebook_05_plots(tmp_path):
                                 row_titles=["a", "b"])
     assert len(fig.axes) == 2 * 7 and fig.axes[0].get_title().startswith("clean")
     assert fig.axes[2].get_title().startswith("difference ×")
-    assert _saved(fig, tmp_path, "examples")
+    assert saved(fig, "examples")
     fig = plots.psc_scatter({"attack": study.psc, "again": {"vanilla": study.psc["vanilla"]}},
                             saliency.LABELS)
     assert len(fig.axes) == 4 and fig.axes[0].get_title().startswith("Vanilla gradient\nPSC = ")
     assert not fig.axes[3].axison  # "again" has no "other" method
-    assert _saved(fig, tmp_path, "scatter")
+    assert saved(fig, "scatter")
     quiz = trust.make_quiz(x, attack.x_adv, 5, seed=0)
     fig = plots.quiz_pairs(quiz.left, quiz.right)
     assert [a.get_title() for a in fig.axes[:2]] == ["pair 1: L", "pair 1: R"]
-    assert _saved(fig, tmp_path, "quiz")
+    assert saved(fig, "quiz")
     fig = plots.quiz_pairs(quiz.left, quiz.right, perturbed_right=quiz.perturbed_right,
                            kinds=["x"] * 5)
     titles = [a.get_title() for a in fig.axes[:10]]
     assert sum("perturbed" in t for t in titles) == 5
     assert ("perturbed" in titles[1]) == bool(quiz.perturbed_right[0])
-    assert _saved(fig, tmp_path, "reveal")
+    assert saved(fig, "reveal")
