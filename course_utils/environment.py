@@ -65,4 +65,11 @@ def format_summary(info: dict[str, object]) -> str:
         f"network reachable: {online}",
         f"Data directory (COURSE_DATA_DIR): {info['data_dir']}",
         f"Assets cached: {', '.join(present) or 'none'}; not cached: {', '.join(missing) or 'none'}",
+        *([FAST_MODE_NOTE] if info["fast_mode"] else []),
     ])
+
+
+#: Printed by the first cell in fast mode: the numbers then come from a smoke-test run.
+FAST_MODE_NOTE = ("NOTE: fast mode trains on less data for fewer epochs; it checks that the code runs. "
+                  "Numbers and figures can differ from what the text discusses: unset COURSE_FAST "
+                  "to take the course.")

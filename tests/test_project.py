@@ -92,6 +92,9 @@ def test_environment_summary_is_complete():
     info = environment.summary(check_network=False)
     assert info["online"] is None and info["devices"] and info["packages"]["keras"].startswith("3.")
     assert "Fast mode" in environment.format_summary(info)
+    fast = environment.format_summary(info | {"fast_mode": True})
+    slow = environment.format_summary(info | {"fast_mode": False})
+    assert environment.FAST_MODE_NOTE in fast and environment.FAST_MODE_NOTE not in slow
 
 
 def test_cli_runs_as_a_module():
