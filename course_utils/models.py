@@ -246,20 +246,25 @@ class TrainedCXR:
 def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = config.SEED,
                     epochs: int | None = None, batch_size: int = 64,
                     validation_fraction: float = 0.1, learning_rate: float = 1e-3,
-                    patience: int = 3, architecture: str = "cnn"
+                    patience: int = 3, architecture: str = "cnn",
+                    rows: np.ndarray | None = None
                     ) -> tuple[keras.Model, dict[str, list[float]], float]:
     """Train a model of :data:`ARCHITECTURES` (default: :func:`build_cxr_cnn`) with Adam and
     binary cross-entropy (as the article did).
 
     ``images``: (n, H, W, 1) float32 in [0, 1]; ``labels``: (n,) with 1 = COVID. A stratified
     ``validation_fraction`` of them is held out for early stopping (best weights restored).
+    ``rows``: train on these rows of ``images``/``labels`` only (e.g. a data set's training
+    split) — the same model as passing ``images[rows], labels[rows]``, without that copy.
     Returns ``(model, history, seconds)``. Seeded: the same call gives the same model.
     """
     from .cxr import stratified_split
 
     build = _builder(architecture)
     epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
-    fit_idx, val_idx = stratified_split(labels, validation_fraction, seed=seed)
+    rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
+    fit_idx, val_idx = stratified_split(labels[rows], validation_fraction, seed=seed)
+    fit_idx, val_idx = rows[fit_idx], rows[val_idx]
     keras.utils.set_random_seed(seed)
     model = build(images.shape[1], seed=seed)
     model.compile(keras.optimizers.Adam(learning_rate), "binary_crossentropy",
@@ -304,9 +309,8 @@ def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None
         meta = json.loads(meta_path.read_text())
         model = keras.models.load_model(path)
         return TrainedCXR(model, meta["history"], path, False, meta["seconds"], settings)
-    images, labels = data.split("train")
-    model, history, seconds = train_cxr_model(images, labels, seed=seed, epochs=epochs,
-                                              architecture=architecture)
+    model, history, seconds = train_cxr_model(data.images, data.labels, seed=seed, epochs=epochs,
+                                              architecture=architecture, rows=data.train_idx)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial.keras")
     model.save(tmp)

@@ -88,6 +88,16 @@ def test_training_is_deterministic(small):
     np.testing.assert_allclose(models.predict_p(m1, xt), models.predict_p(m2, xt), atol=1e-5)
 
 
+def test_training_on_rows_equals_training_on_their_copy(small):
+    x, y = small.split("train")
+    copied, h1, _ = models.train_cxr_model(x, y, epochs=1, seed=11)
+    in_place, h2, _ = models.train_cxr_model(small.images, small.labels, epochs=1, seed=11,
+                                             rows=small.train_idx)
+    assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-6)
+    for a, b in zip(copied.get_weights(), in_place.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_cnn_shape_and_grad_cam_layer():
     model = models.build_cxr_cnn(64)
     assert model.output_shape == (None, 1) and model.get_layer("last_conv").output.shape[1] == 8

@@ -222,6 +222,36 @@ def test_set_abdomen_brightness_changes_only_abdomen(small):
     assert (_abdomen_mean(bright) > _abdomen_mean(dark) + 0.05).all()
 
 
+def _same_rows(part: PhantomSet, whole: PhantomSet, rows: np.ndarray) -> None:
+    np.testing.assert_array_equal(part.images, whole.images[rows])
+    for key in MASK_KEYS:
+        np.testing.assert_array_equal(part.masks[key], whole.masks[key][rows])
+    for name in ("labels", "has_marker", "marker_corner", "abdomen_gain", "lesion_extent",
+                 "subtle", "has_benign_blob"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[rows], err_msg=name)
+
+
+def test_rendering_only_some_rows_gives_exactly_those_rows(small):
+    rows = np.array([150, 3, 40, 41, 97, 3])  # unsorted, repeated, across chunks
+    part = rerender(small, rows)
+    assert len(part) == len(rows) and np.array_equal(part.indices, rows) and small.indices is None
+    _same_rows(part, small, rows)
+    _same_rows(rerender(small, rows, flip_shortcuts=True), rerender(small, flip_shortcuts=True), rows)
+    _same_rows(remove_marker(small, rows), remove_marker(small), rows)
+    _same_rows(remove_lesions(small, rows), remove_lesions(small), rows)
+    _same_rows(set_abdomen_brightness(small, 1.2, rows), set_abdomen_brightness(small, 1.2), rows)
+    # a part of a part refers to rows of the part; re-rendering a part keeps its rows
+    _same_rows(rerender(part, [1, 0]), small, rows[[1, 0]])
+    _same_rows(remove_marker(part), remove_marker(small), rows)
+    assert len(rerender(small, np.array([], dtype=int))) == 0
+
+
+@pytest.mark.parametrize("bad", [[-1], [160], [[1, 2]], [0.5]])
+def test_rendering_rows_outside_the_set_is_refused(small, bad):
+    with pytest.raises(ValueError, match="indices"):
+        rerender(small, np.array(bad))
+
+
 def test_erase_marker_inpaints_with_background(small):
     mk = small.masks["marker"]
     out = erase_marker(small.images, mk)
