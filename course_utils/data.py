@@ -87,7 +87,7 @@ def load_course_cxr(image_size: int = 128, seed: int = config.SEED, n: int | Non
     train_idx, test_idx = cxr.stratified_split(ps.labels, 0.1, seed=seed)
     covid = int(ps.labels.sum())
     return CourseCXR(
-        ps.images, ps.labels, dict(ps.masks), train_idx, test_idx, "phantom",
+        ps.images, ps.labels, ps.masks, train_idx, test_idx, "phantom",
         f"synthetic phantom chest X-rays (seed {seed}): {covid:,} COVID and {n - covid:,} normal",
         _fingerprint("phantom", ps.params), ps)
 
@@ -103,7 +103,7 @@ def apply_lung_mask(images: np.ndarray, lungs: np.ndarray, dilate_px: int = 3) -
     structure = ndimage.generate_binary_structure(2, 1)[None]
     keep = ndimage.binary_dilation(lungs, structure, iterations=dilate_px) if dilate_px else lungs
     keep = keep | ~lungs.any(axis=(1, 2))[:, None, None]
-    return (images * keep[..., None]).astype(np.float32)
+    return np.where(keep[..., None], images, np.float32(0)).astype(np.float32, copy=False)
 
 
 def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:

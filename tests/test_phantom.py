@@ -293,3 +293,17 @@ def test_bad_arguments_raise(kwargs, match):
     args = {"n": 4, "image_size": 64, **kwargs}
     with pytest.raises(ValueError, match=match):
         make_phantom_cxr(**args)
+
+
+def test_masks_are_packed_one_byte_per_pixel_and_read_only(small):
+    m = small.masks
+    assert list(m) == list(MASK_KEYS) and len(m) == len(MASK_KEYS)
+    assert m.bits.dtype == np.uint8 and m.bits.nbytes == small.images[..., 0].size
+    lungs = m["lungs"]
+    assert lungs.dtype == bool and lungs.shape == small.images.shape[:3] and lungs.any()
+    lungs[:] = False  # a lookup is a fresh array: the set itself is unchanged
+    assert m["lungs"].any()
+    with pytest.raises(KeyError):
+        m["liver"]
+    with pytest.raises(TypeError):
+        m["lungs"] = lungs  # no item assignment
