@@ -1,61 +1,31 @@
 # Saliency Maps in Medical Imaging — the two commands a learner needs:
 #   make course   run every notebook headless and render it to HTML in build/
 #   make test     unit tests + every notebook under nbval in fast mode (offline)
-# Both create the virtual environment (.venv) first if it is missing.
+# Each target calls the cross-platform entry point `python -m course_utils TASK` (Windows users
+# run that directly; there is no need for make). It creates .venv from requirements/lock.txt first;
+# a .venv made by another Python is rebuilt. Choose the interpreter with PYTHON=python3.13.
 
 PYTHON ?= python3
-VENV   ?= .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN    := $(PYTHON) -m course_utils
 
-# Quiet TensorFlow's C++ logging and hide GPUs (the course is CPU-first and deterministic).
-export TF_CPP_MIN_LOG_LEVEL ?= 3
-export CUDA_VISIBLE_DEVICES ?=
-export PYTHONHASHSEED ?= 0
-export KERAS_BACKEND ?= tensorflow
+.PHONY: install test unit nbval course lab prefetch doctor benchmark lock clean
 
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+install test unit nbval course lab:
+	$(RUN) $@
 
-.PHONY: install test unit nbval course lab prefetch doctor benchmark clean
+## make prefetch / doctor: run inside the course's venv (created if missing).
+prefetch doctor:
+	$(RUN) $@
 
-install: $(STAMP)
+benchmark:
+	$(RUN) install
+	.venv/bin/python benchmarks/run_notebooks.py
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 is needed, found " + sys.version' 
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
-	@rm -f $(VENV)/.installed-*
-	@touch $@
+## make lock: regenerate requirements/lock.txt from pyproject.toml (needs `pip install uv`).
+lock:
+	uv pip compile pyproject.toml --extra tensorflow --extra test --extra lab --universal --generate-hashes \
+	    --python-version 3.11 --no-header --annotation-style line -o requirements/lock.txt
 
-## make test: everything CI checks, offline, in fast mode.
-test: install
-	COURSE_OFFLINE=1 COURSE_FAST=1 $(PY) -m pytest tests $(NOTEBOOKS) \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
-	    --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
-
-unit: install
-	COURSE_OFFLINE=1 $(PY) -m pytest tests -p no:cacheprovider
-
-nbval: install
-	COURSE_OFFLINE=1 COURSE_FAST=1 $(PY) -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env \
-	    --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
-
-## make course: execute every notebook (full mode unless COURSE_FAST=1) and render HTML to build/.
-course: install
-	$(PY) -m course_utils render --out build $(NOTEBOOKS)
-
-lab: install
-	$(VENV)/bin/jupyter lab notebooks
-
-prefetch: install
-	$(PY) -m course_utils prefetch
-
-doctor: install
-	$(PY) -m course_utils doctor
-
-benchmark: install
-	$(PY) benchmarks/run_notebooks.py
-
+## make clean: remove rendered notebooks and the virtual environment.
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache .venv

@@ -1,14 +1,23 @@
-"""Command line: ``python -m course_utils {doctor,prefetch,render}``.
+"""Command line: ``python -m course_utils COMMAND`` (the same on Linux, macOS and Windows).
+
+Tasks (run from a clone; they create ``.venv`` from the lock file first, unless ``--here``):
+
+* ``test``     – unit tests + every notebook under nbval, fast mode, offline (what CI runs).
+* ``course``   – execute every notebook and write HTML copies to ``build/``.
+* ``lab``      – open JupyterLab on ``notebooks/``.
+* ``install``  – only create/refresh ``.venv``;  ``unit`` / ``nbval`` – half of ``test``.
+
+Tools (run in the current environment):
 
 * ``doctor``   – versions, devices, memory, fast/offline mode, network, which assets are cached.
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
-* ``render``   – execute notebooks headless and write HTML copies (``make course``).
+* ``render``   – execute notebooks headless and write HTML copies (what ``course`` runs).
+* ``sync-url`` – copy the repository URL of pyproject.toml into the notebooks and README (forks).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 
@@ -44,36 +53,54 @@ def _prefetch(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    import nbformat
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
+    from . import render
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    status = 0
-    for nb_path in map(Path, args.notebooks):
-        start = time.perf_counter()
-        nb = nbformat.read(nb_path, as_version=4)
-        runner = ExecutePreprocessor(timeout=args.timeout, kernel_name="python3")
-        try:
-            runner.preprocess(nb, {"metadata": {"path": str(nb_path.parent)}})
-            verdict = "ok"
-        except CellExecutionError as e:
-            verdict, status = f"FAILED: {str(e).splitlines()[0][:200]}", 1
-        html, _ = HTMLExporter().from_notebook_node(nb)
-        target = out / (nb_path.stem + ".html")
-        target.write_text(html, encoding="utf-8")
-        nbformat.write(nb, out / nb_path.name)
-        print(f"{nb_path.name}: {verdict} in {time.perf_counter() - start:.0f} s -> {target}")
-    print(f"\nRendered course: {out.resolve()}/ (open the .html files in a browser)")
-    return status
+    return render.render_all([Path(p) for p in args.notebooks], Path(args.out),
+                             timeout=args.timeout)
+
+
+def _task(args: argparse.Namespace) -> int:
+    from . import tasks
+
+    extra = list(args.args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    extras = tuple(e for e in ("test", "lab") if getattr(args, e, False))
+    return tasks.run_task(args.command, extra, here=args.here, extras=extras)
+
+
+def _sync_url(_: argparse.Namespace) -> int:
+    from . import tasks
+
+    changed = tasks.sync_repository_url()
+    print("\n".join(f"updated {p}" for p in changed) or "Everything already names that URL.")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m course_utils`` and the ``course-utils`` script."""
+    from . import tasks
+
     parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    helps = {"install": "create or refresh .venv from requirements/lock.txt",
+             "test": "unit tests + notebooks under nbval (fast, offline): what CI runs",
+             "unit": "unit tests only", "nbval": "notebooks under nbval only (fast, offline)",
+             "course": "execute every notebook and render HTML to build/",
+             "lab": "open JupyterLab on notebooks/"}
+    for name in tasks.TASKS:
+        p = sub.add_parser(name, help=helps[name])
+        p.add_argument("--here", action="store_true",
+                       help="use the current environment (conda, Colab) instead of .venv")
+        if name == "install":
+            p.add_argument("--test", action="store_true", help="with --here: add the test tools")
+            p.add_argument("--lab", action="store_true", help="with --here: add JupyterLab")
+        p.add_argument("args", nargs=argparse.REMAINDER,
+                       help="passed on to pytest / the renderer / jupyter lab")
+        p.set_defaults(func=_task)
+    sub.add_parser("sync-url", help="copy pyproject's repository URL into notebooks and README"
+                   ).set_defaults(func=_sync_url)
     sub.add_parser("doctor", help="report versions, devices and cached assets").set_defaults(
         func=_doctor)
     p = sub.add_parser("prefetch", help="download every asset for offline use")
@@ -85,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     p.set_defaults(func=_render)
     args = parser.parse_args(argv)
+    if args.func in (_doctor, _prefetch, _render) and not tasks.course_packages_importable():
+        # e.g. `python -m course_utils doctor` from a bare Python on Windows: use the course's venv
+        return tasks.run_in_venv(["-m", "course_utils", *(argv if argv is not None else sys.argv[1:])])
     return args.func(args)
 
 

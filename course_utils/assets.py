@@ -90,16 +90,6 @@ _ASSETS: tuple[Asset, ...] = (
         approx_size="528 MB",
         md5="64373286793e3c8b2b4e3219cbf3544b",  # the hash keras.applications.VGG16 checks
     ),
-    Asset(
-        name="imagenet_class_index", kind="metadata",
-        url="https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json",
-        filename="metadata/imagenet_class_index.json",
-        description="ImageNet-1k class index (WordNet id and short name per output unit); "
-                    "offline, the same table ships inside keras-hub",
-        licence="Apache-2.0 (Keras)", attribution="The Keras authors",
-        source="https://keras.io/api/applications/",
-        approx_size="35 kB", md5="c2c37ea517e94d9795004a39431a14cb",
-    ),
     _wikimedia(
         "drone", "DJI Mini 2.jpg",
         "A DJI Mini 2 consumer quadcopter (the source article photographed a Mini 2)",

@@ -7,19 +7,24 @@ import sys
 
 from . import assets, config
 
-#: Packages whose versions the course reports (distribution names).
-PACKAGES = ("tensorflow", "keras", "tf-keras-vis", "keras-hub", "numpy", "scipy",
-            "scikit-learn", "scikit-image", "matplotlib", "pandas", "jupyterlab", "nbval")
+#: Packages the notebooks import (distribution names; TensorFlow is reported whichever build).
+RUNTIME_PACKAGES = ("tensorflow", "keras", "tf-keras-vis", "numpy", "scipy", "scikit-learn",
+                    "scikit-image", "matplotlib", "pandas")
+#: Packages whose versions the course reports: the runtime ones and the tools (absent on Colab).
+PACKAGES = RUNTIME_PACKAGES + ("jupyterlab", "nbval")
 
 
 def package_versions() -> dict[str, str]:
     """Installed version of each package in :data:`PACKAGES` ('missing' if absent)."""
     out = {}
     for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "missing"
+        # TensorFlow ships as `tensorflow` or, on Linux x86-64, as the smaller `tensorflow-cpu`
+        for dist in ((name, "tensorflow-cpu") if name == "tensorflow" else (name,)):
+            try:
+                out[name] = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                out[name] = "missing"
     return out
 
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+from importlib import resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,16 +118,21 @@ def load_vgg16(weights: str | Path | None = "auto", *, offline: bool | None = No
                        f"random (seed {seed})", tuple(notes))
 
 
+#: md5 of ``imagenet_class_index.json`` as Keras checks it in ``keras.applications.imagenet_utils``.
+IMAGENET_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
+
+
 @functools.cache
 def imagenet_classes() -> tuple[tuple[str, str], ...]:
     """The 1,000 ImageNet classes as (WordNet id, short name), indexed like VGG16's output.
 
-    Read from keras-hub, which ships the same table Keras downloads as
-    ``imagenet_class_index.json``; so it works offline.
+    Read from ``imagenet_class_index.json`` shipped inside this package: byte for byte the table
+    Keras downloads (Apache-2.0, the Keras authors; same md5, checked by the tests), so it works
+    offline and needs no extra library.
     """
-    from keras_hub.src.utils.imagenet.imagenet_utils import IMAGENET_NAMES
-
-    return tuple(tuple(IMAGENET_NAMES[i]) for i in range(1000))
+    text = resources.files(__package__).joinpath("imagenet_class_index.json").read_text("utf-8")
+    table = json.loads(text)
+    return tuple((table[str(i)][0], table[str(i)][1]) for i in range(1000))
 
 
 def class_name(index: int) -> str:
@@ -243,11 +249,38 @@ class TrainedCXR:
     settings: dict = field(default_factory=dict)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """A tqdm bar over epochs (a widget in JupyterLab/Colab, text in a terminal) with the losses.
+
+    ``fit(verbose=0)`` stays quiet per batch; this shows one step per epoch, so a learner sees
+    that a several-minute training is moving and when early stopping ends it.
+    """
+
+    def __init__(self, epochs: int, desc: str = "training"):
+        super().__init__()
+        self.epochs, self.desc, self.bar = epochs, desc, None
+
+    def on_train_begin(self, logs=None):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc=self.desc, unit="epoch", leave=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()
+                              if k in ("loss", "val_loss", "val_accuracy")}, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = config.SEED,
                     epochs: int | None = None, batch_size: int = 64,
                     validation_fraction: float = 0.1, learning_rate: float = 1e-3,
                     patience: int = 3, architecture: str = "cnn",
-                    rows: np.ndarray | None = None
+                    rows: np.ndarray | None = None, progress: bool = True,
                     ) -> tuple[keras.Model, dict[str, list[float]], float]:
     """Train a model of :data:`ARCHITECTURES` (default: :func:`build_cxr_cnn`) with Adam and
     binary cross-entropy (as the article did).
@@ -256,6 +289,7 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     ``validation_fraction`` of them is held out for early stopping (best weights restored).
     ``rows``: train on these rows of ``images``/``labels`` only (e.g. a data set's training
     split) — the same model as passing ``images[rows], labels[rows]``, without that copy.
+    ``progress``: show a progress bar over epochs (:class:`EpochProgress`).
     Returns ``(model, history, seconds)``. Seeded: the same call gives the same model.
     """
     from .cxr import stratified_split
@@ -274,7 +308,8 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     hist = model.fit(images[fit_idx], labels[fit_idx].astype("float32"), batch_size=batch_size,
                      epochs=epochs, validation_data=(images[val_idx],
                                                      labels[val_idx].astype("float32")),
-                     callbacks=[stop], shuffle=True, verbose=0)
+                     callbacks=[stop, *([EpochProgress(epochs, f"training ({architecture})")]
+                                        if progress else [])], shuffle=True, verbose=0)
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history, seconds

@@ -1,6 +1,7 @@
 """Project hygiene: pins agree, notebooks are stripped and numbered, the CLI works offline."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -10,32 +11,118 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from course_utils import __main__ as cli
-from course_utils import config, environment
+from course_utils import config, environment, models, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+COLAB = ROOT / "tests" / "colab" / "colab-runtime-2026-08.txt"  # copy of shared/reference/
 
 
-def _pins(lines) -> dict[str, str]:
-    pins = {}
-    for line in lines:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*", line)
-        assert m, f"not an exact pin: {line!r}"
-        pins[m.group(1).lower()] = m.group(2)
-    return pins
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def test_environment_yml_mirrors_pyproject_pins():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _requirements(project: dict) -> list[str]:
+    """Runtime requirements and every extra's, de-duplicated, normalised."""
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += [r for r in extra if r not in reqs]
+    return [str(Requirement(r)) for r in reqs]
+
+
+def test_dependencies_are_ranges_that_admit_colabs_stack():
+    """Compatible ranges (no exact pins), lower bounds no higher than Colab's preinstalled versions."""
+    project = _project()
+    assert project["requires-python"] == ">=3.11,<3.14"
+    colab = dict(line.split("==") for line in COLAB.read_text().splitlines()
+                 if "==" in line and not line.startswith("#"))
+    colab = {canonicalize_name(k): v for k, v in colab.items()}
+    for text in _requirements(project):
+        req = Requirement(text)
+        assert not any(s.operator == "==" for s in req.specifier), f"exact pin: {text}"
+        name = "tensorflow" if req.name == "tensorflow-cpu" else canonicalize_name(req.name)
+        if name in colab and name not in ("ruff",):
+            assert req.specifier.contains(colab[name], prereleases=True), (
+                f"{text} excludes Colab's {name}=={colab[name]}")
+    runtime = {Requirement(r).name for r in project["dependencies"]}
+    assert not runtime & {"pytest", "nbval", "jupyterlab", "pyyaml", "ruff"}, "tools are extras"
+    assert "keras-hub" not in runtime
+
+
+def test_environment_yml_mirrors_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert _pins(pip_section) == _pins(project["dependencies"])
-    assert "python=3.11" in env["dependencies"]
-    for required in ("jupyterlab", "tensorflow", "keras", "tf-keras-vis", "matplotlib", "numpy",
-                     "scikit-learn", "nbval"):
-        assert required in _pins(project["dependencies"])
+    assert pip_section[-1] == "-e ."
+    assert sorted(str(Requirement(r)) for r in pip_section[:-1]) == sorted(_requirements(_project()))
+    assert any(str(d).startswith("python=3.1") for d in env["dependencies"])
+
+
+def _lock() -> dict[str, list[tuple[str, str]]]:
+    """name -> [(version, marker)] from requirements/lock.txt; checks every entry is hashed."""
+    text = (ROOT / "requirements" / "lock.txt").read_text()
+    entries: dict[str, list[tuple[str, str]]] = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text.strip()):
+        head = block.splitlines()[0]
+        m = re.match(r"([A-Za-z0-9_.\-]+)==(\S+)(?: ; (.*?))? \\$", head)
+        assert m, f"lock line is not `name==version [; marker] \\`: {head!r}"
+        assert "--hash=sha256:" in block, f"unhashed lock entry: {head}"
+        entries.setdefault(canonicalize_name(m.group(1)), []).append((m.group(2), m.group(3) or ""))
+    return entries
+
+
+def test_lock_file_is_hashed_and_satisfies_every_direct_requirement():
+    lock = _lock()
+    for text in _requirements(_project()):
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req.name} is missing from requirements/lock.txt (run `make lock`)"
+        for version, _ in lock[name]:
+            assert req.specifier.contains(version, prereleases=True), f"lock {name}=={version} vs {text}"
+    assert "keras-hub" not in lock and "tensorflow-text" not in lock
+
+
+def test_imagenet_class_index_is_the_table_keras_uses():
+    data = (ROOT / "course_utils" / "imagenet_class_index.json").read_bytes()
+    assert hashlib.md5(data).hexdigest() == models.IMAGENET_INDEX_MD5
+    classes = models.imagenet_classes()
+    assert len(classes) == 1000 and classes[895] == ("n04552348", "warplane")
+    assert models.class_name(157) == "papillon"
+
+
+def test_repository_url_has_one_source():
+    """pyproject's [project.urls] is the one place; notebooks' Colab cells and badges follow it."""
+    url = _project()["urls"]["Repository"]
+    assert url.startswith("https://github.com/") and url.count("/") == 4
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        colab = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+        assert "google.colab" in colab and f"git+{url}" in colab, path.name
+        assert "--no-deps" in colab and "install --here" in colab, path.name
+    readme = (ROOT / "README.md").read_text()
+    slug = url.removeprefix("https://github.com/")
+    for path in NOTEBOOKS:
+        assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in readme
+    named = re.findall(r"(?:git\+https://github\.com/|colab\.research\.google\.com/github/)"
+                       r"([\w-]+/[\w-]+)", readme + "".join(p.read_text() for p in NOTEBOOKS))
+    assert set(named) == {slug}, f"the course is named by another repository URL: {set(named)}"
+
+
+def test_repository_conventions():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert _project()["license"] == "MIT" and _project()["license-files"] == ["LICENSE"]
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"].startswith("1.2") and citation["license"] == "MIT"
+    contributing = (ROOT / "CONTRIBUTING.md").read_text()
+    for needle in ("python -m course_utils test", "make lock", "outputs"):
+        assert needle in contributing
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "test.yml").read_text())
+    job = next(iter(workflow["jobs"].values()))
+    assert set(job["strategy"]["matrix"]["python-version"]) == {"3.11", "3.13"}
+    assert any("python -m course_utils test" in str(s.get("run", "")) for s in job["steps"])
 
 
 def test_notebooks_are_numbered_and_committed_without_outputs():
@@ -52,8 +139,9 @@ def test_notebooks_open_with_objectives_and_the_standard_first_cell():
         cells = json.loads(path.read_text())["cells"]
         intro = "".join(cells[0]["source"]).lower()
         assert "learning objectives" in intro or "what this course is" in intro, path.name
-        first_code = next("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-        assert "course_utils.setup(" in first_code, path.name
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+        assert "google.colab" in code[0], path.name  # the Colab install cell comes first...
+        assert "course_utils.setup(" in code[1], path.name  # ...then the standard first cell
         assert "## references" in "".join("".join(c["source"]) for c in cells).lower(), path.name
 
 
@@ -103,15 +191,20 @@ def test_cli_runs_as_a_module():
     assert out.returncode == 0 and "prefetch" in out.stdout and "doctor" in out.stdout
 
 
-@pytest.mark.parametrize("target", ["test:", "course:", "lab:"])
-def test_makefile_has_the_readme_commands(target):
-    assert re.search(rf"^{target}", (ROOT / "Makefile").read_text(), re.M)
+@pytest.mark.parametrize("target", ["test", "course", "lab"])
+def test_makefile_and_entry_point_have_the_readme_commands(target):
+    assert re.search(rf"^([\w-]+ )*{target}( [\w-]+)*:", (ROOT / "Makefile").read_text(), re.M)
     readme = (ROOT / "README.md").read_text()
-    assert f"make {target[:-1]}" in readme
+    assert f"make {target}" in readme
+    if target != "lab":
+        assert f"python -m course_utils {target}" in readme
+    assert target in tasks.TASKS
 
 
 def test_ci_runs_the_readme_test_command():
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci and "tests/colab/check.sh" in ci
+    assert "$(PYTHON) -m course_utils" in (ROOT / "Makefile").read_text()
 
 
 @pytest.mark.parametrize("script", ["run_notebooks.py", "calibrate_phantom.py"])

@@ -1,0 +1,136 @@
+"""Execute notebooks headless and write HTML copies (``python -m course_utils course``).
+
+Every notebook is attempted, whatever happened to the ones before it (a failing cell, a cell
+timeout, a kernel killed for memory, a missing file); each gets a one-line verdict that names the
+error, and the exit code is non-zero at the end if any failed. A notebook that stopped part-way
+is still written, so the learner sees where.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+#: stderr lines that TensorFlow/XLA/absl print from C++ at start-up; never worth showing a learner.
+TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+    r"[EWI]\d{4} .*\] |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EWI] |"
+    r"oneDNN custom operations|To enable the following instructions|"
+    r"WARNING: Logging before InitGoogleLogging|Unable to register cu(DNN|FFT|BLAS) factory)")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one notebook went: ``ok`` is False with ``error`` naming what stopped it."""
+
+    notebook: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+    html: Path | None = None
+
+
+def strip_tf_noise(nb) -> int:
+    """Remove TensorFlow's C++ start-up lines from stderr outputs of ``nb`` (in place); count them."""
+    removed = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = out["text"].splitlines(keepends=True)
+                clean = [ln for ln in lines if not TF_NOISE.match(ln)]
+                removed += len(lines) - len(clean)
+                if not "".join(clean).strip():
+                    continue
+                out["text"] = "".join(clean)
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return removed
+
+
+def _describe(exc: BaseException, cell_index: int | None) -> str:
+    """One line naming the error (with the exception type and value the cell raised)."""
+    where = f"cell {cell_index}: " if cell_index is not None else ""
+    ename = getattr(exc, "ename", None)
+    if ename:  # CellExecutionError carries the kernel-side exception
+        return f"{where}{ename}: {str(getattr(exc, 'evalue', '')).strip()[:300]}"
+    name = type(exc).__name__
+    if name == "DeadKernelError":
+        return f"{where}the kernel died (out of memory?): {exc}"[:400]
+    if name == "CellTimeoutError":
+        return f"{where}cell timed out: {str(exc).splitlines()[0][:200]}"
+    return f"{where}{name}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+
+
+def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = True) -> Verdict:
+    """Execute ``path`` with a fresh kernel, write ``out/<name>.ipynb`` and ``.html``; never raise."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    if not path.is_file():
+        return Verdict(path, False, 0.0, f"notebook not found: {path}")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # noqa: BLE001 - any unreadable notebook is reported, not raised
+        return Verdict(path, False, 0.0, f"cannot read notebook: {type(e).__name__}: {e}")
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    bar = tqdm(total=code_cells, desc=path.stem, unit="cell", disable=not progress,
+               file=sys.stdout, mininterval=2.0, leave=True)
+    state = {"index": None}
+
+    def _started(cell, cell_index, **_):
+        state["index"] = cell_index
+
+    def _done(cell, cell_index, **_):
+        bar.update(1)
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            on_cell_start=_started, on_cell_executed=_done,
+                            # the kernel's own start-up warnings ("running over TCP...") are noise here
+                            extra_arguments=["--log-level=ERROR"])
+    error = ""
+    try:
+        client.execute()
+    except Exception as e:  # noqa: BLE001 - cell errors, timeouts, dead kernels: all reported
+        error = _describe(e, state["index"])
+    finally:
+        bar.close()
+    strip_tf_noise(nb)
+    out.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out / path.name)
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    target = out / (path.stem + ".html")
+    target.write_text(html, encoding="utf-8")
+    return Verdict(path, not error, time.perf_counter() - start, error, target)
+
+
+def render_all(paths: list[Path], out: Path, *, timeout: int = 3600) -> int:
+    """Render every notebook in ``paths`` into ``out``; print one verdict each; 1 if any failed."""
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file; give a folder for the rendered notebooks.",
+              file=sys.stderr)
+        return 2
+    # jupyter_client warns about unencrypted local TCP for every kernel: not a learner's concern.
+    warnings.filterwarnings("ignore", message=".*running over TCP.*")
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+    verdicts = []
+    for path in paths:
+        v = render_one(path, out, timeout=timeout)
+        verdicts.append(v)
+        print(f"{path.name}: {'ok' if v.ok else 'FAILED: ' + v.error} in {v.seconds:.0f} s"
+              + (f" -> {v.html}" if v.html else ""), flush=True)
+    failed = [v for v in verdicts if not v.ok]
+    print(f"\nRendered course: {out.resolve()}/ (open the .html files in a browser); "
+          f"{len(verdicts) - len(failed)} of {len(verdicts)} notebooks ran to the end.")
+    for v in failed:
+        print(f"  FAILED {v.notebook.name}: {v.error}")
+    return 1 if failed else 0
