@@ -14,6 +14,32 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr (file descriptor 2) silenced.
+
+    TensorFlow's C++ start-up lines (absl's "All log messages before absl::InitializeLog()",
+    CPU-feature notices) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would open every notebook with red
+    noise. Python errors still propagate; only the C++ chatter of the import is dropped.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr (some embedded hosts): import normally
+        import tensorflow  # noqa: F401
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]:
     """Standard first cell: quiet logs, seed everything, set the plot style, report the setup.
 
@@ -21,6 +47,7 @@ def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]
     """
     import warnings
 
+    import_tensorflow_quietly()
     import keras
 
     from . import config, environment, plots

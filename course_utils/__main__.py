@@ -22,26 +22,46 @@ from pathlib import Path
 
 
 def _doctor(_: argparse.Namespace) -> int:
+    from . import config, import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from . import environment
 
-    info = environment.summary(check_network=True)
+    try:
+        info = environment.summary(check_network=True)
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(environment.format_summary(info))
     print("\nAssets:")
     for row in info["assets"]:
-        mark = "yes" if row["present"] else "NO "
+        mark = {"ok": "yes", "missing": "NO "}.get(row["state"], "BAD")
         print(f"  [{mark}] {row['asset']:<22} {row['size']:<10} {row['path']}")
+        if mark == "BAD":
+            print(f"         {row['state']}")
     missing = [r["asset"] for r in info["assets"] if not r["present"] and r["kind"] != "dataset"]
     if missing:
-        print("\nMissing assets fall back to offline stand-ins (random-weight VGG16, scikit-image "
-              "photos). To stage them: `python -m course_utils prefetch` with internet access.")
+        print("\nMissing or damaged assets fall back to offline stand-ins (random-weight VGG16, "
+              "scikit-image photos). To stage them: `python -m course_utils prefetch` with "
+              "internet access (a damaged file is set aside and fetched again).")
     return 0
 
 
 def _prefetch(args: argparse.Namespace) -> int:
     from . import assets, config
 
-    print(f"Staging assets in {config.data_dir()} ...")
-    results = assets.prefetch(args.names or None)
+    try:
+        if config.offline_forced():
+            print("error: COURSE_OFFLINE=1 forbids downloads; unset it to prefetch.",
+                  file=sys.stderr)
+            return 2
+        for name in args.names:
+            assets.get(name)
+        print(f"Staging assets in {config.data_dir()} ...")
+        results = assets.prefetch(args.names or None)
+    except (KeyError, config.ConfigError) as e:
+        print(f"error: {str(e).strip(chr(34) + chr(39))}", file=sys.stderr)
+        return 2
     failed = 0
     for name, outcome in results.items():
         print(f"  {name:<22} {outcome}")

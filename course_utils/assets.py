@@ -9,9 +9,11 @@ stage it (``python -m course_utils prefetch`` on a connected machine, then copy 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -178,35 +180,68 @@ def _staging_hint(asset: Asset) -> str:
     )
 
 
+#: A download slower than this on average (bytes per second) is abandoned, so that a server
+#: that trickles data cannot hang a notebook; small files always get at least MIN_DEADLINE s.
+MIN_RATE = 20_000
+MIN_DEADLINE = 120.0
+#: Hidden partial files older than this (seconds) are left-overs of killed downloads.
+STALE_PART_AGE = 3600.0
+
+
+def clean_stale_parts(folder: Path, *, max_age: float = STALE_PART_AGE) -> list[Path]:
+    """Delete hidden ``.*.part`` files in ``folder`` older than ``max_age`` s (killed downloads)."""
+    removed = []
+    now = time.time()
+    for part in Path(folder).glob(".*.part"):
+        try:
+            if part.is_file() and now - part.stat().st_mtime > max_age:
+                part.unlink()
+                removed.append(part)
+        except OSError:  # another user's file, or removed meanwhile
+            pass
+    return removed
+
+
 def download(url: str, dest: Path, *, size_bytes: int | None = None, sha256: str | None = None,
              md5: str | None = None, progress: bool = True, timeout: float = 30.0,
-             label: str | None = None) -> Path:
+             label: str | None = None, deadline: float | None = None) -> Path:
     """Download ``url`` to ``dest`` safely and return ``dest``.
 
     The bytes go to a temporary file next to ``dest``; the transfer is checked against the
     server's Content-Length (a truncated transfer fails) and against ``size_bytes`` /
     ``sha256`` / ``md5`` when given; only then is the file renamed to ``dest``. On any failure
     the temporary file is removed and :class:`DownloadError` is raised; an existing ``dest``
-    is never touched unless the new file is complete and verified.
+    is never touched unless the new file is complete and verified. The file gets the usual
+    permissions (umask), so others can read it in a shared folder. ``deadline``: seconds for the
+    whole transfer (default: enough for :data:`MIN_RATE` bytes/s, at least :data:`MIN_DEADLINE`).
     """
     from tqdm.auto import tqdm
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    config.make_dir(dest.parent)
+    clean_stale_parts(dest.parent)
     label = label or dest.name
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
+    started = time.monotonic()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             received = 0
+            limit = deadline if deadline is not None else max(
+                MIN_DEADLINE, (total or size_bytes or 0) / MIN_RATE)
             with tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
-                while chunk := resp.read(CHUNK):
+                while chunk := resp.read1(CHUNK):  # returns what has arrived: deadline checks run
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if time.monotonic() - started > limit:
+                        raise DownloadError(
+                            f"download of {label} from {url} is too slow: {received:,} bytes in "
+                            f"{limit:.0f} s. The network may be congested; try again later or "
+                            "stage the file by hand.")
         if total is not None and received != total:
             raise DownloadError(f"download of {label} from {url} was cut off: received "
                                 f"{received:,} of {total:,} bytes. Try again.")
@@ -214,6 +249,7 @@ def download(url: str, dest: Path, *, size_bytes: int | None = None, sha256: str
         if problem:
             raise DownloadError(f"download of {label} from {url} is not the expected file "
                                 f"({problem}); it was discarded.")
+        os.chmod(tmp, config.file_mode())  # mkstemp made it private (0600)
         os.replace(tmp, dest)
         return dest
     except DownloadError:
@@ -221,9 +257,10 @@ def download(url: str, dest: Path, *, size_bytes: int | None = None, sha256: str
     except urllib.error.HTTPError as e:
         raise DownloadError(f"download of {label} failed: {url} answered HTTP {e.code} "
                             f"{e.reason}.") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        # URLError: DNS failure, refused connection; OSError: timeouts, resets, IncompleteRead.
-        reason = getattr(e, "reason", e)
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        # URLError: DNS failure, refused connection; HTTPException: IncompleteRead (a chunk cut
+        # off), BadStatusLine (not HTTP), too many headers; OSError: timeouts, resets, disk full.
+        reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
         raise DownloadError(f"download of {label} from {url} failed: {reason}.") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -244,51 +281,115 @@ def network_available(host: str = "commons.wikimedia.org", port: int = 443,
 _verified: dict[tuple[str, int, int], None] = {}
 
 
-def _cached_ok(asset: Asset) -> str | None:
-    """None if the cached copy is fine, else what is wrong (verification memoised per file)."""
-    path = asset.path
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key in _verified:
-        return None
-    problem = verify(path, size_bytes=asset.size_bytes, sha256=asset.sha256, md5=asset.md5)
+def _decodes(path: Path) -> str | None:
+    """None if ``path`` is an image Pillow can decode, else why not (e.g. an HTML error page)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for a non-image
+        head = path.read_bytes()[:64].lstrip().lower()
+        what = "an HTML page (a captive portal or an error page?)" if head.startswith(
+            (b"<!doctype html", b"<html")) else f"not an image ({type(e).__name__})"
+        return f"it is {what}"
+    return None
+
+
+def check_cached(asset: Asset, path: Path | None = None) -> str | None:
+    """None if the cached copy at ``path`` (default ``asset.path``) is fine, else what is wrong.
+
+    Checks size and checksums where the manifest has them and, for photos, that the file
+    decodes. Memoised per file (path, size, modification time). Never writes anything.
+    """
+    path = Path(path or asset.path)
+    try:
+        if not path.is_file():
+            return "it is not a regular file" if path.exists() else "it is missing"
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in _verified:
+            return None
+        problem = verify(path, size_bytes=asset.size_bytes, sha256=asset.sha256, md5=asset.md5)
+        if problem is None and asset.kind == "photo":
+            problem = _decodes(path)
+    except PermissionError:
+        return "it cannot be read (permission denied: another user's private file?)"
+    except OSError as e:
+        return f"it cannot be read ({e.strerror or e})"
     if problem is None:
         _verified[key] = None
     return problem
 
 
+def _set_aside(path: Path) -> str:
+    """Move a damaged cached file to ``<file>.corrupt``; say what happened (never raises)."""
+    try:
+        path.replace(path.with_name(path.name + ".corrupt"))
+        return "it was moved aside (.corrupt)"
+    except FileNotFoundError:
+        return "another process moved it aside"
+    except OSError:
+        return "it was left in place (read-only folder) and is ignored"
+
+
+def locate(name: str) -> Path | None:
+    """The first good cached copy of asset ``name`` (data folder, then user cache), or None."""
+    asset = get(name)
+    for base in config.read_dirs():
+        path = base / asset.filename
+        if path.exists() and check_cached(asset, path) is None:
+            return path
+    return None
+
+
 def fetch(name: str, *, offline: bool | None = None, progress: bool = True) -> Path:
     """Return the local path of asset ``name``, downloading it first if needed.
 
-    A cached file that fails its size/checksum check is never used: it is moved aside to
-    ``<file>.corrupt`` and downloaded again. ``offline=None`` follows ``COURSE_OFFLINE``.
+    Looks in the data folder, then in this user's cache (a shared folder may be read-only). A
+    cached file that fails its size/checksum/decoding check is never used: it is moved aside to
+    ``<file>.corrupt`` (where it may be) and fetched again. New files go to the data folder if
+    it is writable, else to the user cache. ``offline=None`` follows ``COURSE_OFFLINE``.
     Raises :class:`AssetUnavailable` (with how to stage the file) when it cannot be had.
     """
     asset = get(name)
-    path = asset.path
-    corrupt_note = ""
-    if path.exists():
-        problem = _cached_ok(asset)
+    if asset.manual:
+        for base in config.read_dirs():
+            if (base / asset.filename).is_dir():
+                return base / asset.filename
+        raise AssetUnavailable(f"{asset.description} is not in {asset.path}. It needs a Kaggle "
+                               f"account: see {asset.source} and README, section 'Real data'.")
+    notes = []
+    for base in config.read_dirs():
+        path = base / asset.filename
+        if not path.exists() and not path.is_symlink():
+            continue
+        problem = check_cached(asset, path)
         if problem is None:
             return path
-        path.replace(path.with_name(path.name + ".corrupt"))
-        corrupt_note = f" The cached copy was damaged ({problem}) and was moved aside."
-    if asset.manual:
-        raise AssetUnavailable(f"{asset.description} is not in {path}. It needs a Kaggle "
-                               f"account: see {asset.source} and README, section 'Real data'.")
+        notes.append(f" The cached copy {path} was damaged ({problem}); {_set_aside(path)}."
+                     if path.is_file() else f" {path} is unusable ({problem}).")
+    if path_now := locate(name):  # another process may have fetched it meanwhile
+        return path_now
+    note = "".join(notes)
     if offline if offline is not None else config.offline_forced():
-        raise AssetUnavailable(f"asset {name!r} ({asset.description}) is not cached at {path} "
-                               f"and the course is offline (COURSE_OFFLINE=1).{corrupt_note} "
+        raise AssetUnavailable(f"asset {name!r} ({asset.description}) is not cached at "
+                               f"{asset.path} and the course is offline (COURSE_OFFLINE=1).{note} "
                                + _staging_hint(asset))
+    try:
+        target = config.writable_dir(str(Path(asset.filename).parent)) / Path(asset.filename).name
+    except OSError as e:
+        raise AssetUnavailable(f"asset {name!r} cannot be stored: no writable cache folder "
+                               f"({e}).{note} " + _staging_hint(asset)) from None
     failures = []
     for url in (asset.url, *asset.mirrors):
         try:
-            return download(url, path, size_bytes=asset.size_bytes, sha256=asset.sha256,
+            return download(url, target, size_bytes=asset.size_bytes, sha256=asset.sha256,
                             md5=asset.md5, progress=progress, label=name)
         except DownloadError as e:
             failures.append(str(e))
     raise AssetUnavailable(f"asset {name!r} is not cached and could not be downloaded: "
-                           + " / ".join(failures) + f"{corrupt_note} " + _staging_hint(asset))
+                           + " / ".join(failures) + f"{note} " + _staging_hint(asset))
 
 
 def try_fetch(name: str, *, offline: bool | None = None, progress: bool = True
@@ -301,17 +402,30 @@ def try_fetch(name: str, *, offline: bool | None = None, progress: bool = True
 
 
 def status() -> list[dict[str, object]]:
-    """One row per asset: name, kind, present (bool), path, approximate size, licence."""
-    return [
-        {"asset": a.name, "kind": a.kind, "present": a.path.exists(), "path": str(a.path),
-         "size": a.approx_size, "licence": a.licence}
-        for a in _ASSETS
-    ]
+    """One row per asset: name, kind, state ("ok", "missing" or "damaged: why"), present (bool),
+    path (the good copy, else the expected place), approximate size, licence."""
+    rows = []
+    for a in _ASSETS:
+        found, state = None, "missing"
+        for base in config.read_dirs():
+            path = base / a.filename
+            if path.exists():
+                problem = check_cached(a, path) if not a.manual else (
+                    None if path.is_dir() else "not a folder")
+                if problem is None:
+                    found, state = path, "ok"
+                    break
+                state = f"damaged: {path} - {problem}"
+        rows.append({"asset": a.name, "kind": a.kind, "state": state, "present": found is not None,
+                     "path": str(found or a.path), "size": a.approx_size, "licence": a.licence})
+    return rows
 
 
 def prefetch(names: Iterable[str] | None = None, *, progress: bool = True) -> dict[str, str]:
     """Fetch every downloadable asset (or ``names``); return name -> "ok" or the reason it failed."""
     results: dict[str, str] = {}
+    for name in names or MANIFEST:
+        get(name)  # unknown names fail before any download
     for name in names or MANIFEST:
         if get(name).manual:
             results[name] = "manual download (see README 'Real data')"

@@ -141,18 +141,25 @@ def _is_int(value: object, minimum: int) -> bool:
 
 
 def real_data_dir() -> Path | None:
-    """Where the real data set lives according to ``COURSE_CXR_DIR``.
+    """Where the real data set lives: ``COURSE_CXR_DIR``, else the course's data folder.
 
     Returns:
-        ``Path(os.environ["COURSE_CXR_DIR"])`` (with ``~`` expanded) when the variable
-        is set and non-empty, else ``None`` (the notebooks then fall back to synthetic data).
+        ``Path(os.environ["COURSE_CXR_DIR"])`` (with ``~`` expanded) when the variable is set
+        and non-empty; else ``<data folder>/COVID-19_Radiography_Dataset`` if that folder exists
+        (where ``doctor`` and the asset manifest say to put it); else ``None`` (the notebooks
+        then use the synthetic phantom data).
 
     Raises:
         DatasetError: the variable is set but the path does not exist or is not a folder.
     """
     value = os.environ.get(ENV_VAR, "").strip()
     if not value:
-        return None
+        from . import assets
+
+        try:
+            return assets.fetch("covid_radiography", offline=True)
+        except assets.AssetUnavailable:
+            return None
     path = Path(value).expanduser()
     if not path.is_dir():
         problem = "is not a directory" if path.exists() else "does not exist"

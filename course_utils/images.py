@@ -15,8 +15,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import assets, config
 
-#: File endings treated as images when scanning a folder of the learner's own pictures.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+#: File endings treated as images when scanning a folder of the learner's own pictures
+#: (HEIC/AVIF are included so that a phone photo Pillow cannot read is reported, not ignored).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
+                  ".heif", ".avif"}
+
+#: Photos are downscaled on load so that their longer side is at most this many pixels
+#: (a 100-megapixel phone photo would otherwise cost ~300 MB; the models look at 224 px).
+MAX_SIDE = 2048
 
 #: Offline stand-ins shipped with scikit-image, one per course photo (same order as PHOTOS).
 FALLBACKS: dict[str, tuple[str, str]] = {
@@ -48,9 +54,10 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     """A PIL image in any mode as (H, W, 3) uint8 RGB (alpha composited onto white)."""
     img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # the full 16-bit range maps onto 0-255, whatever the image holds: the same value
+        # always gets the same grey (scaling by the image's own maximum would not be monotonic)
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        img = Image.fromarray(np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8))
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if arr.max() <= 1.0 else 255.0
@@ -62,18 +69,32 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; :class:`ImageError` if it cannot be used."""
+def load_image(path: str | Path, *, max_side: int = MAX_SIDE) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; :class:`ImageError` if it cannot be used.
+
+    Images larger than ``max_side`` on their longer side are downscaled while loading (JPEG
+    decodes at reduced size directly), so a huge photo costs little memory.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ImageError(f"image file not found: {path}")
+    if not path.is_file():
+        raise ImageError(f"{path} is not a regular file (a folder or a pipe?)")
     try:
         with Image.open(path) as img:
+            img.draft(None, (max_side, max_side))  # JPEG: decode at a reduced scale
             img.load()  # decode now, so truncated files fail here and not later
+            if max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             pixels = to_rgb(img)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path} claims to be too large to open safely ({e}); it is skipped. "
+                         "Resize it (e.g. to 2000 px) and try again.") from None
     except UnidentifiedImageError:
+        hint = (" HEIC/AVIF phone photos need converting to JPEG first."
+                if path.suffix.lower() in {".heic", ".heif", ".avif"} else "")
         raise ImageError(f"{path} is not an image file Pillow can read (is it a PNG/JPEG? "
-                         f"its first bytes are {path.read_bytes()[:8]!r})") from None
+                         f"its first bytes are {path.read_bytes()[:8]!r}).{hint}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path} is damaged or truncated and cannot be decoded ({e}); "
                          "delete it and download or copy it again") from None
@@ -127,8 +148,7 @@ def course_photo(key: str, *, offline: bool | None = None) -> Photo:
                          credit=f"{asset.attribution}, {asset.licence}, via Wikimedia Commons "
                                 f"({asset.source})")
         except ImageError as e:
-            problem = str(e)
-            path.replace(path.with_name(path.name + ".corrupt"))
+            problem = f"{e}; {assets._set_aside(path)}"
     photo = fallback_photo(key)
     return Photo(photo.key, photo.title, photo.pixels, photo.credit, True, note=problem)
 
@@ -141,7 +161,14 @@ def course_photos(*, offline: bool | None = None) -> list[Photo]:
 def my_images_dir() -> Path:
     """The folder where learners drop their own pictures (``<data dir>/my_images``)."""
     folder = config.data_dir() / "my_images"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise ImageError(f"{folder} should be a folder for your own pictures but is a file; "
+                             "rename that file.")
+        config.make_dir(folder)
+    except OSError as e:
+        raise ImageError(f"{folder} cannot be used as the folder for your own pictures "
+                         f"({e.strerror or e}; a broken or looping link?).") from None
     return folder
 
 
@@ -155,7 +182,11 @@ def folder_photos(folder: str | Path | None = None) -> tuple[list[Photo], list[s
     if not folder.is_dir():
         raise ImageError(f"image folder not found: {folder}")
     photos, problems = [], []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    try:
+        entries = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as e:
+        raise ImageError(f"cannot list {folder} ({e.strerror or e})") from None
+    for path in entries:
         try:
             photos.append(Photo(key=path.stem, title=path.name, pixels=load_image(path),
                                 credit=f"your image ({path})"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+from filelock import FileLock, Timeout
 from keras import layers
 import numpy as np
 
@@ -99,12 +100,20 @@ def load_vgg16(weights: str | Path | None = "auto", *, offline: bool | None = No
     env = os.environ.get("COURSE_VGG16_WEIGHTS")
     if env:
         path = Path(env).expanduser()
-        if path.is_file():
+        expected = assets.get("vgg16_weights")
+        if path.is_dir():
+            notes.append(f"COURSE_VGG16_WEIGHTS={env} is a folder; it must name the file "
+                         f"{VGG16_FILENAME}")
+        elif not path.is_file():
+            notes.append(f"COURSE_VGG16_WEIGHTS={env} does not exist")
+        elif problem := assets.verify(path, size_bytes=expected.size_bytes, md5=expected.md5):
+            notes.append(f"COURSE_VGG16_WEIGHTS={env} is not the Keras VGG16 ImageNet file "
+                         f"({problem}); ignored")
+        else:
             return VGG16Bundle(_load_vgg16_file(path), True, str(path))
-        notes.append(f"COURSE_VGG16_WEIGHTS={env} does not exist")
     asset = assets.get("vgg16_weights")
     keras_copy = keras_cache_dir() / VGG16_FILENAME
-    if not asset.path.exists() and keras_copy.is_file():
+    if assets.locate("vgg16_weights") is None and keras_copy.is_file():
         problem = assets.verify(keras_copy, size_bytes=asset.size_bytes, md5=asset.md5)
         if problem is None:
             return VGG16Bundle(_load_vgg16_file(keras_copy), True, str(keras_copy))
@@ -321,6 +330,59 @@ def predict_p(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> 
                       dtype=np.float32).reshape(-1)
 
 
+def _save_atomically(model: keras.Model, meta: dict, path: Path) -> None:
+    """Write ``path`` (.keras) and its ``.json`` via unique temporary names, then rename both.
+
+    Unique names let several processes save at once; on any error (e.g. a full disk) the
+    temporary files are removed and the error is raised; an existing cache is never damaged.
+    """
+    tag = f"{os.getpid()}.{time.monotonic_ns()}"
+    tmp = path.with_name(f".{path.stem}.{tag}.partial.keras")
+    tmp_meta = path.with_name(f".{path.stem}.{tag}.partial.json")
+    try:
+        model.save(tmp)
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp_meta, path.with_suffix(".json"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+
+
+def _load_cached_cxr(name: str, settings: dict) -> TrainedCXR | None:
+    """The cached model ``name`` from the data folder or the user cache, or None.
+
+    A cached pair that cannot be used — a truncated or foreign ``.keras`` file, a broken
+    ``.json``, settings that do not match, a file Keras cannot load — is moved aside as
+    ``*.corrupt`` (left in place, and ignored, in a folder this user cannot write) with a note,
+    and None is returned, so the caller trains again.
+    """
+    for folder in config.read_dirs("models"):
+        path = folder / f"{name}.keras"
+        meta_path = path.with_suffix(".json")
+        if not (path.exists() and meta_path.exists()):
+            continue
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("settings", settings) != settings:
+                raise ValueError("it was trained with other settings")
+            model = keras.models.load_model(path)
+            return TrainedCXR(model, meta["history"], path, False, meta["seconds"], settings)
+        except Exception as e:  # noqa: BLE001 - zip, h5, json and Keras errors alike
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+            try:
+                for p in (path, meta_path):
+                    p.replace(p.with_name(p.name + ".corrupt"))
+                what = "moved aside (*.corrupt)"
+            except FileNotFoundError:
+                what = "moved aside by another process"
+            except OSError:
+                what = "left in place (read-only folder) and ignored"
+            print(f"note: the cached model {path} could not be used ({why}); {what}. "
+                  "Training it again.", flush=True)
+    return None
+
+
 def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None = None,
                             retrain: bool = False, architecture: str = "cnn") -> TrainedCXR:
     """A chest X-ray model for ``data`` (a :class:`course_utils.data.CourseCXR`), cached on disk.
@@ -328,7 +390,10 @@ def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None
     ``architecture``: a key of :data:`ARCHITECTURES` (default: the course CNN). The cache key
     covers the data (its fingerprint), the architecture, the seed, the epochs and the recipe
     version, so changing any of them trains a new model. The model file is written to a
-    temporary name and renamed, so an interrupted save never leaves a broken cache.
+    temporary name and renamed, so an interrupted save never leaves a broken cache; a damaged
+    cache is set aside and the model trained again. Several processes (a classroom sharing one
+    data folder) train a model once: the others wait for it and load it. A shared folder that
+    is read-only for this user is read; new models then go to the user's own cache.
     """
     _builder(architecture)  # unknown names fail before any work
     epochs = epochs if epochs is not None else config.pick(*CXR_EPOCHS)
@@ -337,20 +402,33 @@ def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None
     if architecture != "cnn":  # the course CNN's key predates the argument: keep its caches valid
         settings["architecture"] = architecture
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    folder = config.data_dir() / "models"
-    path = folder / f"cxr_{architecture}_{data.source}_{key}.keras"
-    meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists() and not retrain:
-        meta = json.loads(meta_path.read_text())
-        model = keras.models.load_model(path)
-        return TrainedCXR(model, meta["history"], path, False, meta["seconds"], settings)
-    model, history, seconds = train_cxr_model(data.images, data.labels, seed=seed, epochs=epochs,
-                                              architecture=architecture, rows=data.train_idx)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.keras")
-    model.save(tmp)
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.partial")
-    tmp_meta.write_text(json.dumps({"history": history, "seconds": seconds, "settings": settings}))
-    os.replace(tmp_meta, meta_path)
-    os.replace(tmp, path)
+    name = f"cxr_{architecture}_{data.source}_{key}"
+    if not retrain and (cached := _load_cached_cxr(name, settings)) is not None:
+        return cached
+    folder = config.writable_dir("models")
+    path = folder / f"{name}.keras"
+    lock = FileLock(str(folder / f".{name}.lock"), mode=0o666)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"Another process is training this model ({name}); waiting for it to finish ...",
+              flush=True)
+        lock.acquire()
+    try:
+        if not retrain and (cached := _load_cached_cxr(name, settings)) is not None:
+            print("... it did: loaded the model it saved.")
+            return cached
+        model, history, seconds = train_cxr_model(data.images, data.labels, seed=seed,
+                                                  epochs=epochs, architecture=architecture,
+                                                  rows=data.train_idx)
+        meta = {"history": history, "seconds": seconds, "settings": settings,
+                "keras": keras.__version__}
+        try:
+            _save_atomically(model, meta, path)
+        except OSError as e:
+            print(f"note: the trained model could not be cached in {folder} ({e.strerror or e}); "
+                  "it is used now but will be trained again next time. Free some disk space or "
+                  "set COURSE_DATA_DIR to a folder with room.")
+    finally:
+        lock.release()
     return TrainedCXR(model, history, path, True, seconds, settings)

@@ -14,6 +14,7 @@ def isolated_cache(tmp_path, monkeypatch):
     """A fresh COURSE_DATA_DIR and KERAS_HOME per test; the network is off by default."""
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "course-data"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))  # the per-user fallback
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.delenv("COURSE_VGG16_WEIGHTS", raising=False)
     from course_utils import assets

@@ -168,6 +168,7 @@ def test_doctor_reports_versions_and_assets(capsys):
 def test_prefetch_offline_fails_cleanly_with_reasons(capsys, monkeypatch):
     from course_utils import assets
 
+    monkeypatch.delenv("COURSE_OFFLINE")  # prefetch refuses to run offline
     monkeypatch.setattr(assets, "prefetch", lambda names=None, progress=True: {
         "drone": "asset 'drone' is not cached and could not be downloaded: refused",
         "covid_radiography": "manual download (see README 'Real data')"})

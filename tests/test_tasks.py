@@ -241,3 +241,19 @@ def test_tools_use_the_venv_only_when_this_python_lacks_the_course(monkeypatch):
     monkeypatch.setattr(tasks, "run_in_venv", lambda args: ran.append(args) or 0)
     monkeypatch.setattr(tasks, "course_packages_importable", lambda: False)
     assert cli.main(["doctor"]) == 0 and ran == [["-m", "course_utils", "doctor"]]
+
+
+def test_a_notebook_opening_with_setup_shows_no_tensorflow_chatter(tmp_path):
+    """The first cell's outputs carry the course's report, not TensorFlow's C++ start-up lines."""
+    import nbformat as nbf
+    from nbclient import NotebookClient
+
+    nb = nbf.v4.new_notebook(cells=[nbf.v4.new_code_cell(
+        "import course_utils\ninfo = course_utils.setup()\nimport keras\nkeras.ops.ones(3)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    env_free = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(env=env_free)
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "Python 3." in text  # the environment report is there
+    assert not any(render.TF_NOISE.match(line) for line in text.splitlines()), text
