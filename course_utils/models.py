@@ -280,9 +280,13 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     return model, history, seconds
 
 
-def predict_p(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """p(COVID) for (n, H, W, 1) images: a float32 array of shape (n,) in [0, 1]."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
+def predict_p(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """p(positive class) of a model with one sigmoid output: (n,) float32 in [0, 1].
+
+    The one way the package turns a binary model's output into probabilities: for images
+    (n, H, W, C), e.g. p(COVID), and for table rows (n, d) alike.
+    """
+    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0),
                       dtype=np.float32).reshape(-1)
 
 

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from . import _checks
 
 __all__ = [
     "COVID_FRACTION",
@@ -161,11 +163,6 @@ class PhantomSet:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_unit(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
 def _validate(p: PhantomParams) -> None:
     if not isinstance(p.n, (int, np.integer)) or isinstance(p.n, bool) or p.n <= 0:
         raise ValueError(f"n must be a positive integer, got {p.n!r}")
@@ -174,7 +171,7 @@ def _validate(p: PhantomParams) -> None:
         raise ValueError(f"image_size must be an integer >= {_MIN_SIZE} pixels, got {p.image_size!r}")
     for name in ("covid_fraction", "marker_strength", "abdomen_strength", "subtle_fraction",
                  "benign_blob_rate", "marker_rate_normal", "marker_rate_covid"):
-        _check_unit(name, getattr(p, name))
+        _checks.in_unit_interval(getattr(p, name), name)
     if not 0.0 <= p.lesion_intensity <= 1.0:
         raise ValueError(f"lesion_intensity must be in [0, 1], got {p.lesion_intensity!r}")
     if not 0.0 <= p.abdomen_gain_delta <= 0.6:
@@ -575,7 +572,7 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     """Render the set ``p`` describes, or only its rows ``indices`` (same pixels, less memory)."""
     _validate(p)
     n, S = int(p.n), int(p.image_size)
-    keep = np.arange(n) if indices is None else _check_indices(indices, n)
+    keep = np.arange(n) if indices is None else _checks.indices(indices, n)
     d = _draw(p)
     tex = _texture_bank(int(d["tex_seed"][0]), S)
     images = np.empty((len(keep), S, S, 1), np.float32)
@@ -607,16 +604,6 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         indices=None if indices is None else keep)
 
 
-def _check_indices(indices, n: int) -> np.ndarray:
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
-        raise ValueError(f"indices must be a 1-D array of integers, got shape {idx.shape} "
-                         f"and dtype {idx.dtype}")
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"indices must lie in [0, {n}) (the set's size), got {idx.min()}..{idx.max()}")
-    return idx.astype(np.int64)
-
-
 def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: object) -> PhantomSet:
     """Re-generate ``ps`` with some :class:`PhantomParams` fields changed (exact counterfactual).
 
@@ -629,7 +616,7 @@ def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: objec
     """
     rows = ps.indices
     if indices is not None:
-        sub = _check_indices(indices, len(ps))
+        sub = _checks.indices(indices, len(ps))
         rows = sub if rows is None else rows[sub]
     return _generate(dataclasses.replace(ps.params, **changes), rows)
 

@@ -332,7 +332,7 @@ CALLS = {  # every attack with its default settings
 @pytest.mark.parametrize("eps", [-0.01, 1.5, float("nan"), "0.1"])
 @pytest.mark.parametrize("name", CALLS)
 def test_bad_eps_is_rejected(name, eps, small_batch):
-    with pytest.raises(ValueError, match="eps is an L-inf budget in"):
+    with pytest.raises(ValueError, match=r"eps must be a number in \[0, 1\] \(an L-inf budget"):
         CALLS[name](_mlp(seed=1), small_batch, eps)
 
 
