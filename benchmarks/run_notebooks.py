@@ -8,7 +8,7 @@ every 0.2 s with psutil. Results are printed and written to ``benchmarks/results
     python benchmarks/run_notebooks.py                  # all notebooks, fast and full
     python benchmarks/run_notebooks.py --modes fast --repeat 3 notebooks/01_*.ipynb
 
-Budgets (DESIGN.md section 5, on 2 CPU cores): all notebooks in fast mode <= 10 min in total,
+Budgets (the course's design, on 2 CPU cores): all notebooks in fast mode <= 10 min in total,
 the full course on phantom data <= 30 min, peak memory <= 4 GB.
 """
 from __future__ import annotations

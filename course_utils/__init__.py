@@ -45,13 +45,12 @@ def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]
 
     Returns the facts printed (a dict) so notebooks can assert on them.
     """
+    import logging
     import warnings
 
     import keras
 
     from . import config, environment, plots
-
-    import logging
 
     warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
     # notebooks call several models: hide TensorFlow's Python-side re-tracing notices

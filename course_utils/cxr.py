@@ -37,7 +37,6 @@ from PIL import Image
 
 from . import _checks
 
-
 __all__ = [
     "ENV_VAR",
     "KAGGLE_DATASET",

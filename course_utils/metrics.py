@@ -103,7 +103,8 @@ def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     x, y = _checks.maps(a, "a"), _checks.maps(b, "b")
     if x.shape != y.shape:
-        raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got {x.shape} and {y.shape}")
+        raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got {x.shape} "
+                         f"and {y.shape}")
     if min(x.shape[1:]) < 7:
         raise ValueError(f"SSIM needs maps of at least 7 x 7 pixels, got {x.shape[1:]}")
     x, y = minmax(x), minmax(y)
@@ -187,6 +188,8 @@ class RegionAttribution:
             groups: names for the label values; default ``{0: "normal", 1: "COVID"}`` for
                 integer labels and none for boolean ones; values without a name are shown as
                 ``str(value)``.
+            n_boot: bootstrap resamples for the enrichment interval (0: none).
+            seed: for the resampling.
 
         Returns:
             DataFrame indexed by region (or by (region, class) with ``labels``) with columns
@@ -324,7 +327,8 @@ def binarise(maps: np.ndarray, method: str = "otsu", value: float | None = None)
         return x > t[:, None, None]
     if method == "threshold":
         if value is None or not 0 <= value <= 1:
-            raise ValueError(f"method='threshold' needs value in [0, 1] (on min-max normalised maps), got {value}")
+            raise ValueError(f"method='threshold' needs value in [0, 1] (on min-max normalised maps), "
+                             f"got {value}")
         return minmax(x) > value
     raise ValueError(f"method must be 'otsu', 'quantile' or 'threshold', got {method!r}")
 
@@ -423,9 +427,11 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray, *, axis: int = -1, clamp: float
     (0, clamp). Pass ``clamp=0`` for the exact JSD (``scipy.spatial.distance.jensenshannon(p, q)**2``).
 
     Args:
-        p, q: non-negative arrays of the same shape, each summing to 1 along ``axis`` (not
-            checked or renormalised, as in the original); NaNs propagate to the result.
-        axis: the axis holding the outcomes. clamp: lower bound for M, in [0, 1).
+        p: non-negative array, summing to 1 along ``axis`` (not checked or renormalised, as in
+            the original); NaNs propagate to the result.
+        q: the same, same shape as ``p``.
+        axis: the axis holding the outcomes.
+        clamp: lower bound for M, in [0, 1).
 
     Returns:
         the divergence with ``axis`` removed, float64.

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-from keras import layers
 import numpy as np
+from keras import layers
 
 from . import assets, config
 
@@ -178,7 +178,7 @@ def build_cxr_cnn(image_size: int = 128, seed: int = 42, width: int = 16) -> ker
 
 def build_pooled_cnn(image_size: int = 128, seed: int = 42,
                      widths: Sequence[int] = (12, 24, 48, 96), pooling: str = "max") -> keras.Model:
-    """A second chest X-ray architecture, for reproducibility tests (notebook 04).
+    """A second chest X-ray architecture, for reproducibility tests.
 
     Differs from :func:`build_cxr_cnn` in its widths (default 12-24-48-96 filters instead of
     16-32-64-64) and its head: global pooling of the last convolution straight into the output,

@@ -1,4 +1,4 @@
-"""Perturbations of chest X-rays for notebook 05: noise, FGSM/PGD and the Dombrowski attacks.
+"""Perturbations of chest X-rays: noise, FGSM/PGD and the Dombrowski attacks, and how visible they are.
 
 Every attack takes a batch of images ``x`` of shape (n, H, W, C), float32 intensities in
 [0, 1], and a binary classifier with one sigmoid output unit (p(COVID)), and returns an
@@ -122,6 +122,11 @@ class SoftplusTwin:
 
 
 # --------------------------------------------------------------------------- validation
+def _eps(eps: float) -> float:
+    """``eps`` as a float in [0, 1]: an L-inf budget in intensity units, or ValueError."""
+    return _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units")
+
+
 def _binary_logits(model: keras.Model) -> keras.Model:
     """The logit twin of a one-output model (see :func:`saliency.logit_model`), else ValueError."""
     if model.outputs[0].shape[-1] != 1:
@@ -182,7 +187,7 @@ def random_noise(model: keras.Model, x: np.ndarray, eps: float, *, kind: str = "
     ``kind``: "sign" adds ±eps per pixel with equal odds (same L-inf and L2 size as FGSM, so
     the fair comparison); "uniform" adds U(-eps, eps). Clipped to [0, 1]. Seeded.
     """
-    x, eps = _checks.images(x, unit_range=True), _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units")
+    x, eps = _checks.images(x, unit_range=True), _eps(eps)
     if kind not in ("sign", "uniform"):
         raise ValueError(f"kind must be 'sign' or 'uniform', got {kind!r}")
     start = time.perf_counter()
@@ -210,7 +215,8 @@ def _sign_ascent(logits: keras.Model, x: np.ndarray, labels: np.ndarray, x_start
                  eps: float, steps: int, step_size: float, batch_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``steps`` projected sign-gradient steps up the cross-entropy, ``batch_size`` images at a
-    time (one traced call per step per batch); returns x_adv and the loss history (steps, n)."""
+    time (one traced call per step per batch); returns x_adv and the loss history (steps, n).
+    """
     x_adv = np.empty_like(x)
     history = np.empty((steps, len(x)), np.float32)
     for sl in _checks.batches(len(x), batch_size):
@@ -230,7 +236,7 @@ def fgsm(model: keras.Model, x: np.ndarray, eps: float, *, labels=None,
     ``labels``: the class (0/1, one per image or one for all) whose cross-entropy is increased;
     default the model's own prediction (untargeted: push p away from the predicted class).
     """
-    x, eps = _checks.images(x, unit_range=True), _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units")
+    x, eps = _checks.images(x, unit_range=True), _eps(eps)
     _checks.positive_int(batch_size, "batch_size")
     logits = _binary_logits(model)
     start = time.perf_counter()
@@ -248,7 +254,7 @@ def pgd(model: keras.Model, x: np.ndarray, eps: float, *, steps: int = 10,
     start can reach the ball's far side) from ``x`` plus U(-eps, eps) noise if ``random_start``
     (seeded). ``labels`` as in :func:`fgsm`.
     """
-    x, eps, steps = _checks.images(x, unit_range=True), _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units"), _checks.positive_int(steps, "steps")
+    x, eps, steps = _checks.images(x, unit_range=True), _eps(eps), _checks.positive_int(steps, "steps")
     _checks.positive_int(batch_size, "batch_size")
     alpha = 2.5 * eps / steps if step_size is None else float(step_size)
     logits = _binary_logits(model)
@@ -339,7 +345,8 @@ def map_and_logit(model: keras.Model, x: tf.Tensor | np.ndarray) -> tuple[tf.Ten
 
 def gradient_distribution(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(n, H, W) float32 vanilla-gradient maps of the logit, |grad| summed over channels, each
-    divided by its sum (a probability distribution over pixels; what the attacks move)."""
+    divided by its sum (a probability distribution over pixels; what the attacks move).
+    """
     x, logits = _checks.images(x, unit_range=True), _binary_logits(model)
     return np.concatenate([_map_and_logit(logits, tf.constant(x[sl]))[0].numpy()
                            for sl in _checks.batches(len(x), batch_size)])
@@ -452,7 +459,8 @@ def _adam_attack(model: keras.Model, loss_fn: Callable, x: np.ndarray, ref_map: 
                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ``loss_fn`` over x_adv in the eps-ball with Adam on the softplus twin, beta
     following its schedule, ``batch_size`` images at a time (one traced call per step per
-    batch); returns x_adv (n, H, W, C) and the loss history (steps, n)."""
+    batch); returns x_adv (n, H, W, C) and the loss history (steps, n).
+    """
     betas = _beta_schedule(beta, steps)
     twin = _attack_twin(model)
     consts = [tf.constant(v, tf.float32) for v in (weights, eps, lr)]
@@ -472,7 +480,7 @@ def _adam_attack(model: keras.Model, loss_fn: Callable, x: np.ndarray, ref_map: 
 
 
 def _check_attack_args(x, eps, steps, lr, batch_size) -> tuple[np.ndarray, float, int, float]:
-    x, eps, steps = _checks.images(x, unit_range=True), _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units"), _checks.positive_int(steps, "steps")
+    x, eps, steps = _checks.images(x, unit_range=True), _eps(eps), _checks.positive_int(steps, "steps")
     _checks.positive_int(batch_size, "batch_size")
     lr = eps / 10 if lr is None else float(lr)
     if not lr >= 0:
@@ -535,7 +543,7 @@ def explanation_attack(model: keras.Model, x: np.ndarray, target_map: np.ndarray
     """
     x, eps, steps, lr = _check_attack_args(x, eps, steps, lr, batch_size)
     target = _check_target(patch_target(x.shape[1:3]) if target_map is None else target_map, x)
-    logits = _binary_logits(model)
+    _binary_logits(model)  # a one-output model, else ValueError
     start = time.perf_counter()
     p_before = models.predict_p(model, x)
     x_adv, history = _adam_attack(

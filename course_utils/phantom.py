@@ -339,7 +339,8 @@ def _col(dc: dict, key: str) -> np.ndarray:
 def _coords(dc: dict, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical coordinates u (right), v (down), each (B, S, S) float32, after the pose
     (rotation, shift, scale; 1 canonical unit = S/2 * scale pixels), and the ramp slope k
-    (B, 1, 1) that gives soft edges of about ``2 * _EDGE_PX`` pixels."""
+    (B, 1, 1) that gives soft edges of about ``2 * _EDGE_PX`` pixels.
+    """
     grid = (np.arange(S, dtype=_f32) + 0.5) / (S / 2) - 1.0
     th, sc = dc["theta"], dc["scale"]
     cu = (np.cos(th) / sc).astype(_f32)[:, None, None]
@@ -352,7 +353,8 @@ def _coords(dc: dict, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
     """Soft (B, S, S) float32 fields in [0, 1]: body, abdomen, lungs, heart, spine, ribs,
-    clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``."""
+    clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``.
+    """
     col = lambda key: _col(dc, key)  # noqa: E731
     a = np.abs(u)
     # body outline: a superellipse
@@ -394,7 +396,8 @@ def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str,
 def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.ndarray],
              rng: np.random.Generator, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Density ("attenuation") image (B, S, S) float32, roughly in [0, 1], and the COVID
-    opacity density (zero outside the lesion mask)."""
+    opacity density (zero outside the lesion mask).
+    """
     B, S = dc["theta"].shape[0], grid.size
     col = lambda key: _col(dc, key)  # noqa: E731
     fine_idx, coarse_idx = rng.integers(0, _TEX_BANK, (2, B))
@@ -541,7 +544,8 @@ def make_phantom_cxr(
         subtle_fraction: share of COVID cases with only 1-2 faint, small patches, in [0, 1].
         benign_blob_rate: probability, in [0, 1], that an image of either class has one faint
             benign blob somewhere in the lungs.
-        marker_rate_normal, marker_rate_covid: marker probabilities per class at strength 1.
+        marker_rate_normal: marker probability of a normal image at strength 1.
+        marker_rate_covid: marker probability of a COVID image at strength 1.
         abdomen_gain_delta: difference in mean abdomen gain between classes at strength 1.
         heart_scale: multiplies the heart's size (1 normal; ≈1.3 cardiomegaly-like), in [0.5, 2].
         render_marker: False renders the same images without any "L" (exact counterfactual).
@@ -623,13 +627,15 @@ def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: objec
 
 def remove_marker(ps: PhantomSet, indices: np.ndarray | None = None) -> PhantomSet:
     """The same images without the "L" marker; pixels outside ``ps.masks["marker"]`` are unchanged.
-    ``indices``: as in :func:`rerender`."""
+    ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, render_marker=False)
 
 
 def remove_lesions(ps: PhantomSet, indices: np.ndarray | None = None) -> PhantomSet:
     """The same images without COVID opacities (labels kept); pixels outside
-    ``ps.masks["lesions"]`` are unchanged. ``indices``: as in :func:`rerender`."""
+    ``ps.masks["lesions"]`` are unchanged. ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, render_lesions=False)
 
 
@@ -637,7 +643,8 @@ def set_abdomen_brightness(ps: PhantomSet, gain: float,
                            indices: np.ndarray | None = None) -> PhantomSet:
     """The same images with every abdomen gain set to ``gain`` (dimensionless, in [0.3, 2];
     1 = neutral; the default class means are 0.95 and 1.05); pixels outside
-    ``ps.masks["abdomen"]`` are unchanged. ``indices``: as in :func:`rerender`."""
+    ``ps.masks["abdomen"]`` are unchanged. ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, abdomen_gain_override=float(gain))
 
 

@@ -69,7 +69,7 @@ def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None
     titles = list(col_titles) if col_titles else ["image", *maps]
     for i in range(n):
         overlay(axes[i, 0], images[i], title=titles[0] if i == 0 else None)
-        for j, (name, m) in enumerate(maps.items(), start=1):
+        for j, m in enumerate(maps.values(), start=1):
             if overlay_maps:
                 overlay(axes[i, j], images[i], m[i], alpha=alpha)
             else:

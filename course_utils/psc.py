@@ -46,8 +46,9 @@ def prediction_divergence(p_before: np.ndarray, p_after: np.ndarray) -> np.ndarr
     """D_pred: JSD between the Bernoulli distributions [p, 1 - p] before and after, per image.
 
     Args:
-        p_before, p_after: (n,) probabilities of the positive class in [0, 1] (an (n, 1) model
-            output is accepted).
+        p_before: (n,) probabilities of the positive class in [0, 1] (an (n, 1) model output
+            is accepted).
+        p_after: (n,) the same after the perturbation.
 
     Returns:
         (n,) in [0, ln 2] nats (0 = unchanged; ln 2 = a confident prediction flipped to the
@@ -67,7 +68,8 @@ def _saliency_pair(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, n
 
 def _pixel_distribution(maps: np.ndarray) -> np.ndarray:
     """|map| summed over channels (4-D), flattened and divided by its sum: (m, pixels); NaN rows
-    for all-zero maps."""
+    for all-zero maps.
+    """
     s = np.abs(maps.astype(np.float64))
     if s.ndim == 4:
         s = s.sum(axis=-1)
@@ -83,7 +85,8 @@ def saliency_divergence(maps_before: np.ndarray, maps_after: np.ndarray) -> np.n
     divided by its sum, then :func:`jensen_shannon` with the 1e-7 clamp on the mixture.
 
     Args:
-        maps_before, maps_after: (n, H, W) or (n, H, W, C) raw saliency maps, same shape.
+        maps_before: (n, H, W) or (n, H, W, C) raw saliency maps.
+        maps_after: the maps after the perturbation, same shape.
 
     Returns:
         (n,) nats in [~0, ln 2]. NaN where either map is all zero (no distribution); :func:`psc`
@@ -149,11 +152,15 @@ def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps
     a binary classifier has one (and D_pred is the same whichever class's p is passed).
 
     Args:
-        p_before, p_after: (n,) probability of the positive class before/after the perturbation,
-            in [0, 1] (an (n, 1) model output is accepted).
-        maps_before, maps_after: (n, H, W) or (n, H, W, C) raw saliency maps for that class.
+        p_before: (n,) probability of the positive class before the perturbation, in [0, 1]
+            (an (n, 1) model output is accepted).
+        p_after: (n,) the same after the perturbation.
+        maps_before: (n, H, W) or (n, H, W, C) raw saliency maps for that class.
+        maps_after: the maps of the perturbed images, same shape.
         n_boot: bootstrap resamples of the images (each recomputes r); resamples where either
-            side is constant are skipped. seed: for the resampling. confidence: of the interval.
+            side is constant are skipped.
+        seed: for the resampling.
+        confidence: of the interval.
 
     Returns:
         :class:`PSCResult`; ``str(result)`` reads "PSC = 0.21 (95% CI 0.08–0.34, n = 200)".
@@ -241,7 +248,8 @@ def psc_study(explain: Mapping[str, Explain], x: np.ndarray, attack: perturb.Att
         name: label of the study (default: ``attack.method`` with spaces).
         maps_before: method -> (n, H, W) maps of ``x`` already computed (e.g. by another study
             on the same images); methods missing here are computed.
-        n_boot, seed: bootstrap resamples and seed of each PSC confidence interval.
+        n_boot: bootstrap resamples of each PSC confidence interval.
+        seed: for the resampling.
 
     Returns:
         :class:`PSCStudy`. PSC is :func:`psc` of ``attack.p_before``/``p_after`` and the
@@ -297,21 +305,3 @@ def psc_table(studies: Sequence[PSCStudy]) -> pd.DataFrame:
                 "mean D_pred": float(r.d_pred.mean()), "mean D_sal": float(r.d_sal.mean()),
                 "paper max PSC": ref[0], "paper CI low": ref[1], "paper CI high": ref[2]})
     return pd.DataFrame(rows, columns=list(COLUMNS))
-
-
-def imperceptibility_table(perturbations: Mapping[str, tuple[np.ndarray, perturb.AttackResult]]
-                           ) -> pd.DataFrame:
-    """How visible each perturbation is (:func:`perturb.imperceptibility`), one row each.
-
-    ``perturbations``: {name: (clean images (n, H, W, C), the AttackResult made from them)}; for
-    studies, ``{s.name: (s.x, s.attack) for s in studies}``. Columns: eps (the budget), max L∞
-    (intensity units, <= eps), mean and minimum PSNR (dB, data range 1; higher = less visible),
-    mean and minimum SSIM (1 = identical); index: the names.
-    """
-    rows = {}
-    for name, (x, attack) in perturbations.items():
-        imp = perturb.imperceptibility(x, attack.x_adv)
-        rows[name] = {"eps": attack.eps, "max L∞": imp.linf.max(),
-                      "mean PSNR (dB)": imp.psnr.mean(), "min PSNR (dB)": imp.psnr.min(),
-                      "mean SSIM": imp.ssim.mean(), "min SSIM": imp.ssim.min()}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("perturbation")

@@ -92,7 +92,8 @@ def test_region_attribution_of_a_map_equal_to_one_region():
     np.testing.assert_allclose(ra.area_share["outside body"], 1 - 64 / 100)
     assert ra.regions == ["lungs", "lesions", "body", "outside body"]
     # signed maps: |map| by default; absolute=False refuses negative values
-    np.testing.assert_allclose(metrics.region_attribution(-1.0 * masks["lungs"], masks).mass_share["lungs"], 1)
+    signed = metrics.region_attribution(-1.0 * masks["lungs"], masks)
+    np.testing.assert_allclose(signed.mass_share["lungs"], 1)
     with pytest.raises(ValueError, match="negative"):
         metrics.region_attribution(-1.0 * masks["lungs"], masks, absolute=False)
 

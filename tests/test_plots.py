@@ -13,7 +13,6 @@ from course_utils import __main__ as cli  # noqa: E402
 from course_utils import images, metrics, plots  # noqa: E402
 
 
-
 def test_overlay_and_grid(saved):
     plots.use_style()
     imgs = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3))

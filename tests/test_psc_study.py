@@ -13,20 +13,10 @@ import pytest
 
 matplotlib.use("Agg")
 
+from helpers import SIDE as S  # noqa: E402
+from helpers import tiny_mlp, trained_square_cnn  # noqa: E402
+
 from course_utils import metrics, paper, perturb, plots, psc, saliency  # noqa: E402
-from course_utils.models import build_cxr_cnn  # noqa: E402
-
-S = 32  # image side of the small test models
-
-
-def _mlp(seed: int, size: int = 8) -> keras.Model:
-    """A tiny random ReLU network with a sigmoid output."""
-    init = keras.initializers.GlorotNormal(seed=seed)
-    inputs = keras.Input((size, size, 1))
-    h = keras.layers.Dense(16, activation="relu", kernel_initializer=init)(
-        keras.layers.Flatten()(inputs))
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid",
-                                                  kernel_initializer=init)(h))
 
 
 def _coupled_explainer(model: keras.Model) -> psc.Explain:
@@ -41,7 +31,8 @@ def _coupled_explainer(model: keras.Model) -> psc.Explain:
     return explain
 
 
-def _fake_attack(method: str, n: int = 12, seed: int = 0, size: int = 8) -> tuple[np.ndarray, perturb.AttackResult]:
+def _fake_attack(method: str, n: int = 12, seed: int = 0, size: int = 8
+                 ) -> tuple[np.ndarray, perturb.AttackResult]:
     """Clean images and an AttackResult with random probabilities, built without a model."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.2, 0.8, (n, size, size, 1)).astype(np.float32)
@@ -59,18 +50,7 @@ def _shifting_explainer(images: np.ndarray, targets: object = None) -> np.ndarra
 @pytest.fixture(scope="module")
 def cnn() -> tuple[keras.Model, np.ndarray]:
     """The course CNN at 32 px, trained for a few seconds to tell a bright square from a dark one."""
-    rng = np.random.default_rng(0)
-    n = 524
-    x = rng.uniform(0.2, 0.6, (n, S, S, 1)).astype(np.float32)
-    y = rng.integers(0, 2, n)
-    x[:, 16:28, 16:28, 0] += (rng.uniform(0.02, 0.12, n) * (2 * y - 1))[:, None, None]
-    x = np.clip(x, 0, 1)
-    keras.utils.set_random_seed(0)
-    model = build_cxr_cnn(S, seed=0, width=16)
-    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
-    model.fit(x[:512], y[:512].astype(np.float32), epochs=3, batch_size=64, verbose=0)
-    assert ((model.predict(x[512:], verbose=0)[:, 0] >= 0.5) == y[512:]).mean() >= 0.75
-    return model, x[512:]
+    return trained_square_cnn()
 
 
 OPTIONS = {"smoothgrad": {"smooth_samples": 3}, "integrated_gradients": {"ig_steps": 4},
@@ -104,7 +84,7 @@ def test_explainers_reject_unknown_methods_and_settings(cnn):
 
 # --------------------------------------------------------------------------- psc_study
 def test_maps_that_change_exactly_with_p_give_psc_one_through_the_study():
-    model = _mlp(seed=1)
+    model = tiny_mlp(seed=1)
     x = np.random.default_rng(2).uniform(0, 1, (24, 8, 8, 1)).astype(np.float32)
     attack = perturb.pgd(model, x, 0.1, steps=3)
     study = psc.psc_study({"coupled": _coupled_explainer(model)}, x, attack, n_boot=200, seed=3)
@@ -185,7 +165,7 @@ def test_imperceptibility_table():
     row = table.loc["noise"]
     assert row["max L∞"] <= 0.02 + 1e-6 and row["mean PSNR (dB)"] > 30 and 0 < row["min SSIM"] <= 1
     assert row["min PSNR (dB)"] <= row["mean PSNR (dB)"]
-    same = perturb.imperceptibility_table({"none": (x, perturb.random_noise(_mlp(0, size=16), x, 0.0))})
+    same = perturb.imperceptibility_table({"none": (x, perturb.random_noise(tiny_mlp(0, size=16), x, 0.0))})
     assert same.loc["none", "max L∞"] == 0 and same.loc["none", "min SSIM"] == pytest.approx(1)
 
 

@@ -4,26 +4,18 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import linear_model
 
 from course_utils import metrics, saliency
 
 H = W = 8
 
 
-def _linear_model(weights: np.ndarray, activation: str) -> keras.Model:
-    """y = activation(flatten(x) @ weights): the gradient of its logit w.r.t. x is ``weights``."""
-    inputs = keras.Input((H, W, 3))
-    dense = keras.layers.Dense(weights.shape[1], activation=activation, use_bias=False)
-    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
-    dense.set_weights([weights])
-    return model
-
-
 @pytest.fixture(scope="module")
 def linear():
     w = np.random.default_rng(0).normal(size=(H * W * 3, 3)).astype(np.float32)
     x = np.random.default_rng(1).uniform(0, 1, size=(2, H, W, 3)).astype(np.float32)
-    return _linear_model(w, "softmax"), w.reshape(H, W, 3, 3), x
+    return linear_model(w, "softmax", input_shape=(H, W, 3)), w.reshape(H, W, 3, 3), x
 
 
 def test_vanilla_gradient_of_a_linear_model_is_abs_weights(linear):
@@ -68,7 +60,7 @@ def test_gradient_x_input_and_integrated_gradients_are_exact_for_linear(linear):
 
 def test_single_sigmoid_output_targets_both_classes():
     w = np.random.default_rng(2).normal(size=(H * W * 3, 1)).astype(np.float32)
-    model = _linear_model(w, "sigmoid")
+    model = linear_model(w, "sigmoid", input_shape=(H, W, 3))
     x = np.ones((1, H, W, 3), np.float32)
     pos = saliency.compute(model, x, "gradxinput", 1).raw
     neg = saliency.compute(model, x, "gradxinput", 0).raw
