@@ -543,14 +543,17 @@ def explanation_attack(model: keras.Model, x: np.ndarray, target_map: np.ndarray
     """
     x, eps, steps, lr = _check_attack_args(x, eps, steps, lr, batch_size)
     target = _check_target(patch_target(x.shape[1:3]) if target_map is None else target_map, x)
-    _binary_logits(model)  # a one-output model, else ValueError
+    logits = _binary_logits(model)
     start = time.perf_counter()
-    p_before = models.predict_p(model, x)
+    # The loss holds sigmoid(logit) still: its reference is the sigmoid of the same logits the
+    # attack differentiates (it agrees with models.predict_p, which the result reports, to
+    # float32 rounding; the optimiser is sensitive to that last bit, so the reference stays here).
+    p_ref = tf.sigmoid(_logits(logits, x)).numpy()
     x_adv, history = _adam_attack(
-        model, _explanation_loss, x, target, p_before, eps=eps, steps=steps, lr=lr,
+        model, _explanation_loss, x, target, p_ref, eps=eps, steps=steps, lr=lr,
         weights=(w_map, w_pred), beta=beta, batch_size=batch_size)
     return _result("explanation_attack", eps, model, x, x_adv, history, start,
-                   p_before=p_before, steps=steps, lr=lr, w_map=w_map, w_pred=w_pred, beta=beta)
+                   steps=steps, lr=lr, w_map=w_map, w_pred=w_pred, beta=beta)
 
 
 # --------------------------------------------------------------------------- visibility
