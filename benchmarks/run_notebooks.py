@@ -8,7 +8,7 @@ every 0.2 s with psutil. Results are printed and written to ``benchmarks/results
     python benchmarks/run_notebooks.py                  # all notebooks, fast and full
     python benchmarks/run_notebooks.py --modes fast --repeat 3 notebooks/01_*.ipynb
 
-Budgets (DESIGN.md section 5, on 2 CPU cores): all notebooks in fast mode <= 10 min in total,
+Budgets (the course's design, on 2 CPU cores): all notebooks in fast mode <= 10 min in total,
 the full course on phantom data <= 30 min, peak memory <= 4 GB.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -97,7 +97,7 @@ def main() -> int:
             ok = all(r[2] for r in runs)
             rows.append({"notebook": nb.name, "mode": mode, "seconds": round(seconds, 1),
                          "runs": [round(r[0], 1) for r in runs], "peak_gb": round(peak, 2),
-                         "ok": ok, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                         "ok": ok, "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
                          "load_average": round(os.getloadavg()[0], 1)})
             print(f"{mode:>4}  {nb.name:<40} {seconds:7.1f} s  peak {peak:5.2f} GB  "
                   f"{'ok' if ok else 'FAILED'}")
@@ -110,7 +110,7 @@ def main() -> int:
     modes = sorted({r["mode"] for r in rows}, key=lambda m: m != "fast")
     totals = {m: round(sum(r["seconds"] for r in rows if r["mode"] == m), 1) for m in modes}
     peak = max((r["peak_gb"] for r in rows), default=0.0)
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} CPUs, "
                        f"{psutil.virtual_memory().total / 2**30:.0f} GB",
             "offline": os.environ.get("COURSE_OFFLINE", "0"), "repeat": args.repeat,

@@ -3,7 +3,33 @@
 Notebooks start with ``course_utils.setup()``: it silences TensorFlow's log noise, seeds
 every random generator and prints the facts a learner (or an instructor debugging a
 workshop laptop) needs: versions, fast mode, where data lives, online or offline.
+
+Modules, by concept (a one-way import graph; ``_checks`` is private):
+``config``, ``environment``, ``assets``, ``images``, ``paper`` (set-up, downloads, the
+articles' numbers); ``phantom``, ``cxr``, ``data`` (chest X-ray data); ``models`` (VGG16, the
+CXR CNNs, ``predict_p``); ``saliency`` (the registry of methods, ``compute``, ``explainer``);
+``metrics`` (similarity, regions, localisation, robustness, classifier evaluation); ``stats``
+(bootstrap, ``Estimate``); ``perturb`` (noise, attacks, visibility, the reader quiz); ``psc``
+(prediction-saliency correlation); ``sanity`` (sanity checks of maps); ``tabular`` (saliency
+on a table); ``plots`` (one style, every figure).
+
+Vocabulary, used the same way in every module:
+
+* ``images`` -- a batch (n, H, W, C); one image is ``images[i]``; a table is ``x`` (n, d).
+* ``maps`` -- saliency maps (n, H, W); *raw* maps are in the method's units, *normalised*
+  maps are min-max scaled to [0, 1] for the eye.
+* ``labels`` -- class labels only (0/1 for a binary model); ``targets`` -- the class a map
+  explains; ``names`` -- display names (``saliency.NAMES``, ``metrics.MEASURES``).
+* ``method`` -- a saliency method's id (a key of ``saliency.METHODS``); ``settings`` -- a
+  method's own parameters (e.g. ``smooth_samples``); an ``explainer`` is a method with its
+  settings fixed (``explain(images, targets) -> maps``).
+* ``p`` -- probability of the positive class, (n,), from ``models.predict_p``.
+* ``Estimate`` -- a value with its confidence interval, formatted as "value (lo–hi)".
+
+Tables are computed with ids and get display names last (``plots.named``). Docstrings follow
+the Google style; ``ruff`` checks the package, the tests and the notebooks.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,14 +71,13 @@ def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]
 
     Returns the facts printed (a dict) so notebooks can assert on them.
     """
+    import logging
     import warnings
 
     import_tensorflow_quietly()
     import keras
 
     from . import config, environment, plots
-
-    import logging
 
     warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
     # notebooks call several models: hide TensorFlow's Python-side re-tracing notices

@@ -403,7 +403,8 @@ def try_fetch(name: str, *, offline: bool | None = None, progress: bool = True
 
 def status() -> list[dict[str, object]]:
     """One row per asset: name, kind, state ("ok", "missing" or "damaged: why"), present (bool),
-    path (the good copy, else the expected place), approximate size, licence."""
+    path (the good copy, else the expected place), approximate size, licence.
+    """
     rows = []
     for a in _ASSETS:
         found, state = None, "missing"

@@ -1,4 +1,4 @@
-"""The real chest X-ray data: the COVID-19 Radiography Database, a split, and tf.data pipelines.
+"""The real chest X-ray data: the COVID-19 Radiography Database and a stratified split.
 
 The data set is the Kaggle "COVID-19 Radiography Database"
 (``tawsifurrahman/covid19-radiography-database``). Nothing here downloads
@@ -17,8 +17,6 @@ Typical use::
     root = real_data_dir()                               # None if COURSE_CXR_DIR is unset
     data = load_radiography(root, image_size=128, limit_per_class=pick(None, 200))
     train_idx, test_idx = stratified_split(data.labels, test_fraction=0.1, seed=SEED)
-    train_ds = make_dataset(data.images[train_idx], data.labels[train_idx],
-                            shuffle=True, augment=True, seed=SEED)
 
 Conventions: images are ``(n, H, W, 1)`` float32 in [0, 1]; labels are int64 with
 **1 = the first class in ``classes``** (COVID by default) and 0 for every other class.
@@ -33,13 +31,11 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:  # TensorFlow is imported lazily: loading data must not pay for it.
-    import tensorflow as tf
+from . import _checks
 
 __all__ = [
     "ENV_VAR",
@@ -50,7 +46,6 @@ __all__ = [
     "read_xray",
     "real_data_dir",
     "stratified_split",
-    "make_dataset",
 ]
 
 #: Environment variable naming the extracted data set (or its parent folder).
@@ -134,10 +129,6 @@ class RadiographySet:
 
 
 # --------------------------------------------------------------------------- locating files
-
-
-def _is_int(value: object, minimum: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
 
 
 def real_data_dir() -> Path | None:
@@ -313,8 +304,7 @@ def read_xray(path: str | os.PathLike[str], image_size: int = 128) -> np.ndarray
     Raises:
         DatasetError: the file cannot be decoded (the message names it).
     """
-    if not _is_int(image_size, 1):
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+    _checks.positive_int(image_size, "image_size")
     path = Path(path)
     try:
         gray = _decode(path)
@@ -333,17 +323,16 @@ def _read_mask(path: Path, image_size: int) -> np.ndarray:
 
 def _check_load_args(image_size: int, classes: Sequence[str], limit_per_class: int | None,
                      seed: int) -> None:
-    if not _is_int(image_size, 1):
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    if not _is_int(seed, 0):
+    _checks.positive_int(image_size, "image_size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if isinstance(classes, str) or not classes or not all(isinstance(c, str) and c for c in classes):
         raise ValueError(f"classes must be a non-empty sequence of folder names, e.g. "
                          f"('COVID', 'Normal'), got {classes!r}")
     if len({_norm_name(c) for c in classes}) != len(classes):
         raise ValueError(f"classes contains duplicates: {classes!r}")
-    if limit_per_class is not None and not _is_int(limit_per_class, 1):
-        raise ValueError(f"limit_per_class must be None or a positive int, got {limit_per_class!r}")
+    if limit_per_class is not None:
+        _checks.positive_int(limit_per_class, "limit_per_class")
 
 
 def load_radiography(
@@ -487,100 +476,3 @@ def stratified_split(
     train, test = train_test_split(np.arange(y.size), test_size=float(test_fraction),
                                    stratify=y, random_state=int(seed), shuffle=True)
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
-
-
-# --------------------------------------------------------------------------- tf.data
-
-
-def _augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random shift (±4 % of the side) and brightness/contrast (±10 %) per image, no flips.
-
-    ``images`` is ``(b, H, W, 1)`` float32 in [0, 1]; ``seed`` is a ``(2,)`` int64 stateless
-    seed. Output has the same shape and stays in [0, 1].
-    """
-    import tensorflow as tf
-
-    shift_seed, bright_seed, contrast_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    b = tf.shape(images)[0]
-    hw = tf.cast(tf.shape(images)[1:3], tf.float32)
-    shift = tf.random.stateless_uniform([b, 2], shift_seed, -0.04, 0.04) * hw[::-1]  # (dx, dy) px
-    zero, one = tf.zeros([b, 1]), tf.ones([b, 1])
-    # Output pixel (x, y) samples the input at (x - dx, y - dy): a pure translation.
-    transforms = tf.concat([one, zero, -shift[:, :1], zero, one, -shift[:, 1:], zero, zero], axis=1)
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
-    delta = tf.random.stateless_uniform([b, 1, 1, 1], bright_seed, -0.1, 0.1)
-    factor = tf.random.stateless_uniform([b, 1, 1, 1], contrast_seed, 0.9, 1.1)
-    mean = tf.reduce_mean(moved, axis=[1, 2, 3], keepdims=True)
-    return tf.clip_by_value((moved - mean) * factor + mean + delta, 0.0, 1.0)
-
-
-def make_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    augment: bool = False,
-    seed: int = 42,
-    cache: bool = True,
-) -> tf.data.Dataset:
-    """A batched ``tf.data`` pipeline over in-memory images, for ``model.fit``/``evaluate``.
-
-    The arrays are converted to tensors once; shuffling permutes *indices* (so the shuffle
-    buffer holds integers, not a second copy of the images) and each batch is gathered.
-
-    Augmentation (``augment=True``) is deliberately light: a random translation of up to
-    ±4 % of the image side (edge pixels repeated) and brightness/contrast jitter of ±10 %
-    (additive ±0.1 and contrast factor 0.9-1.1 around the image mean), clipped to [0, 1].
-    There are **no horizontal flips**: laterality matters in chest X-rays (the heart sits
-    on the patient's left, the side markers and anatomy are asymmetric), so a mirrored film
-    is not a plausible patient and would teach the model, and its saliency maps, wrong
-    anatomy. Random values come from stateless TF ops seeded by
-    ``tf.data.Dataset.random(seed)``, so a given ``seed`` gives the same augmentations
-    (different ones in each epoch) every run.
-
-    Args:
-        images: ``(n, H, W, 1)`` array in [0, 1] (cast to float32).
-        labels: ``(n,)`` or ``(n, 1)`` binary labels (cast to float32).
-        batch_size: batch size; the last batch may be smaller.
-        shuffle: reshuffle the order every epoch (seeded, reproducible).
-        augment: apply the random augmentation above (training only).
-        seed: seed for shuffling and augmentation.
-        cache: keep the gathered, un-augmented batches in memory after the first epoch.
-            Only used when ``shuffle=False`` (shuffled batches differ every epoch; the data
-            is in memory anyway).
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(images, labels)`` with images ``(b, H, W, 1)`` float32
-        in [0, 1] and labels ``(b, 1)`` float32, prefetched with ``AUTOTUNE``.
-
-    Raises:
-        ValueError: wrong shapes, mismatched lengths, empty input or bad ``batch_size``.
-    """
-    import tensorflow as tf
-
-    x = np.asarray(images, dtype=np.float32)
-    y = np.asarray(labels, dtype=np.float32).reshape(-1, 1)
-    if x.ndim != 4 or x.shape[-1] != 1:
-        raise ValueError(f"images must have shape (n, H, W, 1), got {x.shape}")
-    if x.shape[0] == 0 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"need as many labels as images (> 0): {x.shape[0]} images, {y.shape[0]} labels")
-    if not _is_int(batch_size, 1):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-    x_t, y_t = tf.constant(x), tf.constant(y)
-    n = x.shape[0]
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(int(batch_size)).map(lambda idx: (tf.gather(x_t, idx), tf.gather(y_t, idx)),
-                                       num_parallel_calls=tf.data.AUTOTUNE)
-    if cache and not shuffle:
-        ds = ds.cache()
-    if augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (_augment_batch(xy[0], s), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)

@@ -10,9 +10,10 @@ region masks and a reproducible stratified 90/10 split, and says where the data 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -116,10 +117,10 @@ def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
     lungs = cxr_data.masks.get("lungs")
     if lungs is None:
         raise ValueError("this data set has no lung masks; masking to the lungs is impossible")
-    return CourseCXR(apply_lung_mask(cxr_data.images, lungs, dilate_px), cxr_data.labels,
-                     cxr_data.masks, cxr_data.train_idx, cxr_data.test_idx, cxr_data.source,
-                     cxr_data.description + f"; masked to the lungs (+{dilate_px} px)",
-                     _fingerprint(cxr_data.fingerprint, "lung-mask", dilate_px), None)
+    return dataclasses.replace(
+        cxr_data, images=apply_lung_mask(cxr_data.images, lungs, dilate_px),
+        description=cxr_data.description + f"; masked to the lungs (+{dilate_px} px)",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "lung-mask", dilate_px), phantom_set=None)
 
 
 def corner_masks(n: int, image_size: int, fraction: float = 0.18) -> dict[str, np.ndarray]:

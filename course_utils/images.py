@@ -139,7 +139,7 @@ def course_photo(key: str, *, offline: bool | None = None) -> Photo:
     """
     asset = assets.get(key)
     problem = None
-    for attempt in range(2):  # a cached file that does not decode is set aside and fetched again
+    for _attempt in range(2):  # a cached file that does not decode is set aside and fetched again
         path, problem = assets.try_fetch(key, offline=offline)
         if path is None:
             break

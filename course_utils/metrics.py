@@ -1,22 +1,54 @@
-"""Metrics on saliency maps and classifiers, used by notebooks 01-05.
+"""Measurements on saliency maps and classifiers: similarity, regions, localisation, evaluation.
 
-Similarity (Spearman, SSIM, top-fraction overlap), region attribution and localisation
-(pointing game, IoU), divergences and the prediction-saliency correlation (PSC, Zhang et al.
-2024, as the authors' public code computes it), bootstrap confidence intervals, and the
-evaluation of a binary classifier. All functions are batched: maps are (n, H, W) arrays,
-masks (n, H, W) bool, and per-image results (n,) arrays.
+* **Similarity** of paired maps: :func:`spearman_maps`, :func:`spearman_abs`, :func:`ssim_maps`,
+  :func:`top_fraction_overlap`, all three measures at once (:func:`similarities`, named in
+  :data:`MEASURES`) and Arun et al.'s random-pair baseline (:func:`random_pair_baseline`).
+* **Regions**: :func:`region_attribution` (saliency mass per region against its area).
+* **Localisation**: :func:`pointing_game`, :func:`binarise`, :func:`iou`, :func:`saliency_iou`.
+* **Robustness** of an explainer under noise: :func:`max_sensitivity`.
+* **Divergence**: :func:`jensen_shannon` (as Zhang et al.'s code computes it; used by
+  :mod:`course_utils.psc`).
+* **Classifier evaluation**: :func:`binary_report`, a :class:`BinaryReport` with intervals.
+
+Conventions: maps (n, H, W) arrays, masks (n, H, W) bool, per-image results (n,) float64. Work
+over images is vectorised, in chunks of about 4 M values, so that a few thousand 128 x 128 maps
+never need more than a few hundred MB. Intervals come from :mod:`course_utils.stats`.
 """
+
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
+
+from . import _checks, stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: Name of the region :func:`region_attribution` adds as the complement of ``"body"``.
+OUTSIDE_BODY = "outside body"
+
+#: The similarity measures of :func:`similarities` (ids) with their display names.
+MEASURES: dict[str, str] = {"spearman": "Spearman", "spearman_abs": "Spearman (abs)",
+                            "ssim": "SSIM"}
 
 
+def minmax(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Per-image min-max scaling of (n, H, W) maps to [0, 1]; constant maps become 0.
+
+    ``dtype``: the precision of the arithmetic and of the result (float64 by default; the
+    saliency maps' own float32 for :attr:`course_utils.saliency.SaliencyResult.normalised`).
+    """
+    x = np.asarray(x, dtype)
+    lo = x.min(axis=(1, 2), keepdims=True)
+    span = x.max(axis=(1, 2), keepdims=True) - lo
+    return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
+
+
+# ------------------------------------------------------------------ similarity
 def _flat_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim < 2:
@@ -30,13 +62,16 @@ def spearman_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Ties get average ranks (as in :func:`scipy.stats.spearmanr`); a constant map gives NaN.
     """
-    fa, fb = _flat_pair(a, b)
-    ra, rb = stats.rankdata(fa, axis=1), stats.rankdata(fb, axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ra * rb).sum(1) / denom, np.nan)
+    return stats.spearman(*_flat_pair(a, b))
+
+
+def spearman_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of |a| and |b| per pair: (n, H, W) x (n, H, W) -> (n,).
+
+    Adebayo et al.'s sanity checks report Spearman both with absolute values (this; a sign flip
+    of the map does not count as a change) and without (:func:`spearman_maps`).
+    """
+    return spearman_maps(np.abs(np.asarray(a, np.float64)), np.abs(np.asarray(b, np.float64)))
 
 
 def top_fraction_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -56,109 +91,70 @@ def top_fraction_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.05) -
     return np.take_along_axis(in_b, top_a, axis=1).mean(axis=1)
 
 
-# ------------------------------------------------------------------ classifier evaluation
-def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5,
-                  n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Evaluate a binary classifier as a paper would, with 95% confidence intervals.
+def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Structural similarity of paired maps: (n, H, W) x (n, H, W) -> (n,), 1 = identical.
 
-    ``labels``: (n,) with 1 = positive (COVID); ``probs``: (n,) predicted p(positive). A case
-    is called positive when p > ``threshold`` (the article used 50%). Returns counts (tp, fp,
-    tn, fn), accuracy, sensitivity, specificity (each with a Wilson 95% CI: ``*_lo``,
-    ``*_hi``) and ROC AUC (with a percentile-bootstrap 95% CI over cases).
+    Each map is min-max scaled to [0, 1] (a constant map becomes all zeros) and compared with
+    :func:`skimage.metrics.structural_similarity` (defaults: 7 x 7 uniform window) with
+    ``data_range=1``. DIAL-RPI (Zhang et al.) scale to 0-255 and use ``data_range=255``, which
+    gives the same value. Maps must be at least 7 x 7 pixels.
     """
-    from sklearn.metrics import roc_auc_score
+    from skimage.metrics import structural_similarity
 
-    labels = np.asarray(labels).astype(int).ravel()
-    probs = np.asarray(probs, dtype=np.float64).ravel()
-    if labels.shape != probs.shape:
-        raise ValueError(f"labels {labels.shape} and probs {probs.shape} differ in shape")
-    if not set(np.unique(labels)) <= {0, 1} or len(np.unique(labels)) < 2:
-        raise ValueError("labels must contain both classes, coded 0 and 1")
-    pred = probs > threshold
-    tp, fn = int((pred & (labels == 1)).sum()), int((~pred & (labels == 1)).sum())
-    tn, fp = int((~pred & (labels == 0)).sum()), int((pred & (labels == 0)).sum())
-    out: dict[str, float] = {"n": len(labels), "tp": tp, "fp": fp, "tn": tn, "fn": fn}
-    for name, k, n in (("accuracy", tp + tn, len(labels)), ("sensitivity", tp, tp + fn),
-                       ("specificity", tn, tn + fp)):
-        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        out |= {name: k / n, f"{name}_lo": ci.low, f"{name}_hi": ci.high}
-    out["auc"] = float(roc_auc_score(labels, probs))
+    x, y = _checks.maps(a, "a"), _checks.maps(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got {x.shape} "
+                         f"and {y.shape}")
+    if min(x.shape[1:]) < 7:
+        raise ValueError(f"SSIM needs maps of at least 7 x 7 pixels, got {x.shape[1:]}")
+    x, y = minmax(x), minmax(y)
+    return np.array([structural_similarity(u, v, data_range=1.0) for u, v in zip(x, y)])
+
+
+def similarities(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """The three :data:`MEASURES` of paired raw maps (n, H, W) x (n, H, W), each an (n,) array.
+
+    ``spearman``: rank correlation of the maps as they are, in [-1, 1] (a sign flip counts);
+    ``spearman_abs``: of |maps| (Adebayo et al. report both); ``ssim``: structural similarity of
+    the min-max scaled |maps| (what the eye sees; Arun et al.'s measure), at most 1.
+    Identical maps give 1 everywhere. A constant map gives NaN Spearman (no ranking).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return {"spearman": spearman_maps(a, b), "spearman_abs": spearman_abs(a, b),
+            "ssim": ssim_maps(np.abs(a), np.abs(b))}
+
+
+def random_pairs(n: int, n_pairs: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n_pairs`` random pairs of *different* images out of ``n``: two (n_pairs,) index arrays.
+
+    Pairs are drawn independently with replacement (as Arun et al.'s "50 randomly chosen
+    pairs"); within a pair the two indices always differ.
+    """
+    if n < 2:
+        raise ValueError(f"random pairs need at least 2 images, got {n}")
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
     rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):  # resample cases; skip draws with a single class
-        idx = rng.integers(0, len(labels), len(labels))
-        if labels[idx].min() != labels[idx].max():
-            boot.append(roc_auc_score(labels[idx], probs[idx]))
-    out["auc_lo"], out["auc_hi"] = (float(q) for q in np.percentile(boot, [2.5, 97.5]))
-    return out
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n  # any other image, uniformly
+    return i, j
 
 
-# =========================================================================== notebooks 03-05
-# Region attribution, localisation, similarity, divergences, PSC and bootstrap CIs.
-# Conventions: saliency maps are (n, H, W) arrays, masks (n, H, W) bool, per-image results
-# (n,) float64 arrays. Work over images is vectorised, in chunks of about 4 M values so that a
-# few thousand 128 x 128 maps never need more than a few hundred MB.
+def random_pair_baseline(maps: np.ndarray, n_pairs: int = 50, seed: int = 0
+                         ) -> dict[str, np.ndarray]:
+    """Arun et al.'s baseline: :func:`similarities` of maps of different images, same model.
+
+    ``maps``: (n, H, W) raw maps of one model and method. Returns each measure as an
+    (n_pairs,) array; its mean is the bar a comparison must clear: two maps of the *same*
+    image (other seed, other model) that are no more alike than maps of two different images
+    carry no image-specific agreement.
+    """
+    maps = np.asarray(maps)
+    i, j = random_pairs(len(maps), n_pairs, seed)
+    return similarities(maps[i], maps[j])
 
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-#: Name of the region :func:`region_attribution` adds as the complement of ``"body"``.
-OUTSIDE_BODY = "outside body"
-
-_CHUNK_VALUES = 1 << 22  # values held at once when processing images in chunks
-
-
-def _image_chunks(n: int, values_per_image: int) -> Iterator[slice]:
-    """Slices over ``n`` images, each covering about ``_CHUNK_VALUES`` values."""
-    step = max(1, _CHUNK_VALUES // max(1, values_per_image))
-    for start in range(0, n, step):
-        yield slice(start, min(n, start + step))
-
-
-def _maps(maps: np.ndarray, name: str = "maps", ndims: tuple[int, ...] = (3,)) -> np.ndarray:
-    """Validate a batch of real, finite maps with ``ndim`` in ``ndims`` (no copy if possible)."""
-    x = np.asarray(maps)
-    if x.dtype == bool:
-        x = x.astype(np.float32)
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise ValueError(f"{name} must be a real-valued array, got dtype {x.dtype}")
-    shapes = " or ".join({3: "(n, H, W)", 4: "(n, H, W, C)"}[d] for d in ndims)
-    if x.ndim not in ndims or x.size == 0:
-        raise ValueError(f"{name} must be a non-empty batch of maps shaped {shapes}, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or inf values")
-    return x
-
-
-def _masks(masks: np.ndarray, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Validate a boolean (or 0/1) mask batch of the given shape; returns a bool array."""
-    m = np.asarray(masks)
-    if m.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {m.shape}, expected the same shape as the maps {tuple(shape)}")
-    if m.dtype != bool:
-        if not np.isin(m, (0, 1)).all():
-            raise ValueError(f"{name} must be a boolean mask (or contain only 0 and 1)")
-        m = m.astype(bool)
-    return m
-
-
-def minmax(x: np.ndarray) -> np.ndarray:
-    """Per-image min-max scaling of (n, H, W) maps to [0, 1] (float64); constant maps become 0."""
-    x = np.asarray(x, np.float64)
-    lo = x.min(axis=(1, 2), keepdims=True)
-    span = x.max(axis=(1, 2), keepdims=True) - lo
-    return np.divide(x - lo, span, out=np.zeros_like(x), where=span > 0)
-
-
-def nanmean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """:func:`numpy.nanmean` without the warning for an all-NaN slice (which gives NaN)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis=axis)
-
-
-# ------------------------------------------------------------------ region attribution
+# ------------------------------------------------------------------ regions
 @dataclass(frozen=True)
 class RegionAttribution:
     """Where the saliency mass lies, per region and per image (see :func:`region_attribution`).
@@ -192,6 +188,8 @@ class RegionAttribution:
             groups: names for the label values; default ``{0: "normal", 1: "COVID"}`` for
                 integer labels and none for boolean ones; values without a name are shown as
                 ``str(value)``.
+            n_boot: bootstrap resamples for the enrichment interval (0: none).
+            seed: for the resampling.
 
         Returns:
             DataFrame indexed by region (or by (region, class) with ``labels``) with columns
@@ -219,16 +217,16 @@ class RegionAttribution:
                 sel = keys == key
                 row = {
                     "region": region, "class": names.get(key.item(), str(key.item())),
-                    "mass_share": nanmean(self.mass_share[region][sel]),
-                    "area_share": nanmean(self.area_share[region][sel]),
-                    "enrichment": nanmean(self.enrichment[region][sel]),
+                    "mass_share": stats.nanmean(self.mass_share[region][sel]),
+                    "area_share": stats.nanmean(self.area_share[region][sel]),
+                    "enrichment": stats.nanmean(self.enrichment[region][sel]),
                     "n_images": int(np.isfinite(self.enrichment[region][sel]).sum()),
                 }
                 if n_boot:
                     values = self.enrichment[region][sel]
                     values = values[np.isfinite(values)]
                     _, row["enrichment_lo"], row["enrichment_hi"] = (
-                        bootstrap_ci(values, n_boot=n_boot, seed=seed) if len(values)
+                        stats.bootstrap_ci(values, n_boot=n_boot, seed=seed) if len(values)
                         else (np.nan, np.nan, np.nan))
                 rows.append(row)
         df = pd.DataFrame(rows)
@@ -251,10 +249,10 @@ def region_attribution(maps: np.ndarray, masks: Mapping[str, np.ndarray], *,
     Returns:
         :class:`RegionAttribution` with (n,) arrays per region.
     """
-    x = _maps(maps)
+    x = _checks.maps(maps)
     if not masks:
         raise ValueError("masks is empty: give at least one region, e.g. {'lungs': ...}")
-    regions = {str(k): _masks(v, f"masks[{k!r}]", x.shape) for k, v in masks.items()}
+    regions = {str(k): _checks.masks(v, f"masks[{k!r}]", x.shape) for k, v in masks.items()}
     if "body" in regions and OUTSIDE_BODY not in regions:
         regions[OUTSIDE_BODY] = ~regions["body"]
     if not absolute and (x < 0).any():
@@ -262,7 +260,7 @@ def region_attribution(maps: np.ndarray, masks: Mapping[str, np.ndarray], *,
     n, hw = len(x), x.shape[1] * x.shape[2]
     total = np.empty(n)
     mass = {k: np.empty(n) for k in regions}
-    for sl in _image_chunks(n, hw):
+    for sl in _checks.chunks(n, hw):
         a = np.abs(x[sl].astype(np.float64))
         total[sl] = a.sum(axis=(1, 2))
         for k, m in regions.items():
@@ -274,132 +272,6 @@ def region_attribution(maps: np.ndarray, masks: Mapping[str, np.ndarray], *,
             area_share[k] = m.sum(axis=(1, 2)) / hw
             enrichment[k] = np.where(area_share[k] > 0, mass_share[k] / area_share[k], np.nan)
     return RegionAttribution(mass_share, area_share, enrichment)
-
-
-# ------------------------------------------------------------------ bootstrap confidence intervals
-def _check_boot_args(n_boot: int, confidence: float) -> None:
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-
-
-def _bootstrap(n: int, n_boot: int, seed: int, values_per_draw: int,
-               stat_of_indices: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Bootstrap distribution: ``stat_of_indices`` gets (b, n) index matrices, returns (b, ...)."""
-    rng = np.random.default_rng(seed)
-    rows = max(1, _CHUNK_VALUES // max(1, n * values_per_draw))
-    out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for start in range(0, int(n_boot), rows):
-            idx = rng.integers(0, n, size=(min(rows, int(n_boot) - start), n))
-            out.append(np.asarray(stat_of_indices(idx), np.float64))
-    return np.concatenate(out)
-
-
-def _percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over axis 0, ignoring resamples whose statistic is NaN."""
-    alpha = (1 - confidence) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
-    return lo, hi
-
-
-def _scalar(x: np.ndarray) -> float | np.ndarray:
-    x = np.asarray(x, np.float64)
-    return float(x) if x.ndim == 0 else x
-
-
-def bootstrap_ci(values: np.ndarray, *, statistic: Callable[..., np.ndarray] = np.nanmean,
-                 n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                 ) -> tuple[float | np.ndarray, float | np.ndarray, float | np.ndarray]:
-    """Percentile-bootstrap confidence interval of ``statistic`` over the first axis.
-
-    Images (rows of ``values``) are resampled with replacement ``n_boot`` times, all at once
-    (an (n_boot, n) index matrix, processed in memory-bounded chunks).
-
-    Args:
-        values: (n,) or (n, ...) per-image values; NaNs are ignored by the default
-            :func:`numpy.nanmean` (e.g. enrichment of an empty region).
-        statistic: ``f(array, axis=k)`` reducing along ``axis`` like the NumPy reductions
-            (``np.nanmean``, ``np.nanmedian``, ...).
-        n_boot: number of resamples; confidence: e.g. 0.95; seed: for the resampling.
-
-    Returns:
-        ``(estimate, low, high)``: the statistic of all values and the percentile interval.
-        Floats for (n,) input, arrays of shape ``values.shape[1:]`` otherwise. Resamples where
-        the statistic is NaN (e.g. all values NaN) are left out of the interval.
-    """
-    v = np.asarray(values, np.float64)
-    if v.ndim == 0 or len(v) == 0:
-        raise ValueError(f"values must be a non-empty array with images on the first axis, got shape {v.shape}")
-    _check_boot_args(n_boot, confidence)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        estimate = statistic(v, axis=0)
-    boot = _bootstrap(len(v), n_boot, seed, max(1, v[0].size), lambda idx: statistic(v[idx], axis=1))
-    lo, hi = _percentile_ci(boot, confidence)
-    return _scalar(estimate), _scalar(lo), _scalar(hi)
-
-
-def _pearson_last_axis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson r along the last axis (vectorised); NaN where either side is constant."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    constant = (x == x[..., :1]).all(-1) | (y == y[..., :1]).all(-1)
-    xc = x - x.mean(-1, keepdims=True)
-    yc = y - y.mean(-1, keepdims=True)
-    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.clip((xc * yc).sum(-1) / den, -1.0, 1.0)
-    return np.where(constant | ~(den > 0), np.nan, r)
-
-
-def _spearman_last_axis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman rho along the last axis (average ranks for ties); NaN where a side is constant."""
-    return _pearson_last_axis(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
-
-
-_PAIRED_STATISTICS = {"pearson": _pearson_last_axis, "spearman": _spearman_last_axis}
-
-
-def bootstrap_ci_paired(x: np.ndarray, y: np.ndarray,
-                        statistic: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = "pearson",
-                        *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0,
-                        ) -> tuple[float, float, float]:
-    """Percentile-bootstrap CI of a statistic of two paired (n,) arrays, e.g. a correlation.
-
-    Both arrays are resampled with the same indices (pairs stay together).
-
-    Args:
-        x, y: (n,) paired values (one pair per image). Must be finite for the built-in
-            statistics.
-        statistic: ``"pearson"`` (default) or ``"spearman"`` correlation, or a callable
-            ``f(x, y)`` vectorised along the last axis: given (b, n) arrays it returns (b,)
-            (and a scalar for (n,) arrays). Return NaN for an undefined resample.
-        n_boot, confidence, seed: as in :func:`bootstrap_ci`.
-
-    Returns:
-        ``(estimate, low, high)``. Resamples where the statistic is NaN (for the correlations: one
-        side constant, which happens with few images) are skipped.
-    """
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(f"x and y must be paired 1-D arrays of the same shape (n >= 2), got "
-                         f"{x.shape} and {y.shape}")
-    _check_boot_args(n_boot, confidence)
-    if isinstance(statistic, str):
-        if statistic not in _PAIRED_STATISTICS:
-            raise ValueError(f"statistic must be one of {sorted(_PAIRED_STATISTICS)} or a callable, "
-                             f"got {statistic!r}")
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("x and y must be finite; drop the pairs with NaN first")
-        statistic = _PAIRED_STATISTICS[statistic]
-    estimate = statistic(x, y)
-    boot = _bootstrap(len(x), n_boot, seed, 2, lambda idx: statistic(x[idx], y[idx]))
-    lo, hi = _percentile_ci(boot, confidence)
-    return float(estimate), float(lo), float(hi)
 
 
 # ------------------------------------------------------------------ localisation
@@ -415,8 +287,8 @@ def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
         :func:`numpy.nanmean` of the result is the hit rate). Ties for the maximum go to the
         first pixel in row-major order, so a constant map points at the top-left corner.
     """
-    x = _maps(maps)
-    m = _masks(masks, "masks", x.shape).reshape(len(x), -1)
+    x = _checks.maps(maps)
+    m = _checks.masks(masks, "masks", x.shape).reshape(len(x), -1)
     peak = x.reshape(len(x), -1).argmax(axis=1)
     hit = m[np.arange(len(x)), peak]
     return np.where(m.any(axis=1), hit.astype(np.float64), np.nan)
@@ -437,7 +309,7 @@ def binarise(maps: np.ndarray, method: str = "otsu", value: float | None = None)
         ``value`` in [0, 1] (CheXlocalize's tuned-threshold variant, tuned over 0.2-0.8).
     A constant map gives an empty mask with every method.
     """
-    x = _maps(maps)
+    x = _checks.maps(maps)
     if method == "otsu":
         if value is not None:
             raise ValueError("method='otsu' chooses its own threshold; value must be None")
@@ -455,7 +327,8 @@ def binarise(maps: np.ndarray, method: str = "otsu", value: float | None = None)
         return x > t[:, None, None]
     if method == "threshold":
         if value is None or not 0 <= value <= 1:
-            raise ValueError(f"method='threshold' needs value in [0, 1] (on min-max normalised maps), got {value}")
+            raise ValueError(f"method='threshold' needs value in [0, 1] (on min-max normalised maps), "
+                             f"got {value}")
         return minmax(x) > value
     raise ValueError(f"method must be 'otsu', 'quantile' or 'threshold', got {method!r}")
 
@@ -468,8 +341,8 @@ def iou(pred_masks: np.ndarray, true_masks: np.ndarray) -> np.ndarray:
     t = np.asarray(true_masks)
     if t.ndim != 3:
         raise ValueError(f"masks must be (n, H, W), got shape {t.shape}")
-    t = _masks(t, "true_masks", t.shape)
-    p = _masks(pred_masks, "pred_masks", t.shape)
+    t = _checks.masks(t, "true_masks", t.shape)
+    p = _checks.masks(pred_masks, "pred_masks", t.shape)
     inter = (p & t).sum(axis=(1, 2))
     union = (p | t).sum(axis=(1, 2))
     return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
@@ -485,36 +358,62 @@ def saliency_iou(maps: np.ndarray, true_masks: np.ndarray, method: str = "otsu",
     return iou(binarise(maps, method, value), true_masks)
 
 
-# ------------------------------------------------------------------ similarity
-def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Structural similarity of paired maps: (n, H, W) x (n, H, W) -> (n,), 1 = identical.
+# ------------------------------------------------------------------ robustness under noise
+@dataclass(frozen=True)
+class Sensitivity:
+    """Max- and Avg-Sensitivity per image (Yeh et al. 2019; lower = a steadier explanation).
 
-    Each map is min-max scaled to [0, 1] (a constant map becomes all zeros) and compared with
-    :func:`skimage.metrics.structural_similarity` (defaults: 7 x 7 uniform window) with
-    ``data_range=1``. DIAL-RPI (Zhang et al.) scale to 0-255 and use ``data_range=255``, which
-    gives the same value. Maps must be at least 7 x 7 pixels.
+    ``max`` / ``mean``: (n,) float64, the largest and the mean over noise samples of
+    ``||a(x) - a(x')||_F / ||a(x)||_F`` (NaN for an all-zero map a(x)); ``radius``: the noise
+    U(-radius, radius) per pixel, intensity units; ``n_samples``: noise draws per image.
     """
-    from skimage.metrics import structural_similarity
 
-    x, y = _maps(a, "a"), _maps(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got {x.shape} and {y.shape}")
-    if min(x.shape[1:]) < 7:
-        raise ValueError(f"SSIM needs maps of at least 7 x 7 pixels, got {x.shape[1:]}")
-    x, y = minmax(x), minmax(y)
-    return np.array([structural_similarity(u, v, data_range=1.0) for u, v in zip(x, y)])
+    max: np.ndarray
+    mean: np.ndarray
+    radius: float
+    n_samples: int
 
 
-def spearman_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of |a| and |b| per pair: (n, H, W) x (n, H, W) -> (n,) in [-1, 1].
+def max_sensitivity(explain: Callable[[np.ndarray, object], np.ndarray], x: np.ndarray,
+                    targets: object, *, radius: float = 0.2, n_samples: int = 10, seed: int = 0,
+                    clip: bool = True) -> Sensitivity:
+    """Max-Sensitivity of an explanation under uniform noise, batched over images.
 
-    Adebayo et al.'s sanity checks report Spearman both with absolute values (this; a sign flip
-    of the map does not count as a change) and without (:func:`spearman_maps`).
+    For each of ``n_samples`` draws, every image gets its own noise U(-radius, radius) per pixel
+    (clipped to [0, 1] when ``clip``); the whole batch is explained in one ``explain`` call. The
+    ratio ``||a(x) - a(x')||_F / ||a(x)||_F`` is Quantus' ``MaxSensitivity`` with its defaults
+    (radius 0.2, no normalisation, no absolute value; Quantus draws 200 samples). It ignores the
+    prediction: a map that moves because the prediction moved counts as much as one that moves
+    for nothing -- the opposite of what PSC rewards.
+
+    Args:
+        explain: ``explain(images, targets) -> maps (n, H, W)``, e.g. a
+            :class:`course_utils.saliency.Explainer`.
+        x: (n, H, W, C) images in [0, 1].
+        targets: the class each map explains (one per image, or one for all).
+        radius: noise half-width, intensity units, > 0.
+        n_samples: noise draws (>= 1).
+        seed: for the noise.
+        clip: keep x' inside [0, 1].
     """
-    return spearman_maps(np.abs(np.asarray(a, np.float64)), np.abs(np.asarray(b, np.float64)))
+    x = _checks.images(x, "x")
+    if not radius > 0:
+        raise ValueError(f"radius must be > 0 (intensity units), got {radius!r}")
+    n_samples = _checks.positive_int(n_samples, "n_samples")
+    rng = np.random.default_rng(seed)
+    base = np.asarray(explain(x, targets), np.float64).reshape(len(x), -1)
+    norm = np.linalg.norm(base, axis=1)
+    ratios = np.empty((int(n_samples), len(x)))
+    for k in range(int(n_samples)):
+        noisy = x + rng.uniform(-radius, radius, x.shape).astype(np.float32)
+        noisy = np.clip(noisy, 0.0, 1.0) if clip else noisy
+        moved = np.asarray(explain(noisy, targets), np.float64).reshape(len(x), -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[k] = np.where(norm > 0, np.linalg.norm(moved - base, axis=1) / norm, np.nan)
+    return Sensitivity(ratios.max(axis=0), ratios.mean(axis=0), float(radius), int(n_samples))
 
 
-# ------------------------------------------------------------------ divergences and PSC
+# ------------------------------------------------------------------ divergence
 def jensen_shannon(p: np.ndarray, q: np.ndarray, *, axis: int = -1, clamp: float = 1e-7) -> np.ndarray:
     """Jensen-Shannon divergence between distributions along ``axis``, in nats (natural log).
 
@@ -528,9 +427,11 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray, *, axis: int = -1, clamp: float
     (0, clamp). Pass ``clamp=0`` for the exact JSD (``scipy.spatial.distance.jensenshannon(p, q)**2``).
 
     Args:
-        p, q: non-negative arrays of the same shape, each summing to 1 along ``axis`` (not
-            checked or renormalised, as in the original); NaNs propagate to the result.
-        axis: the axis holding the outcomes. clamp: lower bound for M, in [0, 1).
+        p: non-negative array, summing to 1 along ``axis`` (not checked or renormalised, as in
+            the original); NaNs propagate to the result.
+        q: the same, same shape as ``p``.
+        axis: the axis holding the outcomes.
+        clamp: lower bound for M, in [0, 1).
 
     Returns:
         the divergence with ``axis`` removed, float64.
@@ -549,163 +450,67 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray, *, axis: int = -1, clamp: float
     return 0.5 * (kl_p + kl_q)
 
 
-def _probabilities(p: np.ndarray, name: str) -> np.ndarray:
-    """(n,) probabilities, finite and in [0, 1]; an (n, 1) model output is accepted."""
-    x = np.asarray(p, np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise ValueError(f"{name} must be (n,) probabilities of the positive class, got shape {np.shape(p)}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} must be finite (found NaN or inf)")
-    if (x < 0).any() or (x > 1).any():
-        raise ValueError(f"{name} must be probabilities in [0, 1] (not logits), got values in "
-                         f"[{x.min():.3g}, {x.max():.3g}]")
-    return x
-
-
-def prediction_divergence(p_before: np.ndarray, p_after: np.ndarray) -> np.ndarray:
-    """D_pred: JSD between the Bernoulli distributions [p, 1 - p] before and after, per image.
-
-    Args:
-        p_before, p_after: (n,) probabilities of the positive class in [0, 1] (an (n, 1) model
-            output is accepted).
-
-    Returns:
-        (n,) in [0, ln 2] nats (0 = unchanged; ln 2 = a confident prediction flipped to the
-        opposite certainty), with the DIAL-RPI clamp of :func:`jensen_shannon`.
-    """
-    pb, pa = _probabilities(p_before, "p_before"), _probabilities(p_after, "p_after")
-    if pb.shape != pa.shape:
-        raise ValueError(f"p_before and p_after must have the same shape, got {pb.shape} and {pa.shape}")
-    return jensen_shannon(np.stack([pb, 1 - pb], -1), np.stack([pa, 1 - pa], -1))
-
-
-def _saliency_pair(before: np.ndarray, after: np.ndarray, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    b, a = _maps(before, names[0], (3, 4)), _maps(after, names[1], (3, 4))
-    if b.shape != a.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {b.shape} and {a.shape}")
-    return b, a
-
-
-def _pixel_distribution(maps: np.ndarray) -> np.ndarray:
-    """|map| summed over channels (4-D), flattened and divided by its sum: (m, pixels); NaN rows
-    for all-zero maps."""
-    s = np.abs(maps.astype(np.float64))
-    if s.ndim == 4:
-        s = s.sum(axis=-1)
-    s = s.reshape(len(s), -1)
-    total = s.sum(axis=1, keepdims=True)
-    return np.divide(s, total, out=np.full_like(s, np.nan), where=total > 0)
-
-
-def saliency_divergence(maps_before: np.ndarray, maps_after: np.ndarray) -> np.ndarray:
-    """D_sal: JSD between saliency maps seen as distributions over pixels, per image.
-
-    As in the DIAL-RPI code: |map|, summed over channels for (n, H, W, C) maps, flattened and
-    divided by its sum, then :func:`jensen_shannon` with the 1e-7 clamp on the mixture.
-
-    Args:
-        maps_before, maps_after: (n, H, W) or (n, H, W, C) raw saliency maps, same shape.
-
-    Returns:
-        (n,) nats in [~0, ln 2]. NaN where either map is all zero (no distribution); :func:`psc`
-        replaces those by the mean, as the authors' code does. Note the DIAL clamp: with
-        H x W pixels the average pixel holds 1 / (H W) of the mass, so for large maps many
-        mixture values fall below 1e-7 and D_sal is biased down.
-    """
-    b, a = _saliency_pair(maps_before, maps_after, ("maps_before", "maps_after"))
-    out = np.empty(len(b))
-    for sl in _image_chunks(len(b), b[0].size):
-        out[sl] = jensen_shannon(_pixel_distribution(b[sl]), _pixel_distribution(a[sl]), axis=-1)
-    return out
-
-
+# ------------------------------------------------------------------ classifier evaluation
 @dataclass(frozen=True)
-class PSCResult:
-    """Prediction-saliency correlation (Zhang et al., Radiology: AI 2024) with a bootstrap CI.
+class BinaryReport:
+    """A binary classifier's test results, as a paper reports them (see :func:`binary_report`).
 
     Attributes:
-        r: PSC, the Pearson correlation across images between ``d_pred`` and ``d_sal``, in
-            [-1, 1]; high = the saliency map changes when (and only when) the prediction does.
-        ci_low, ci_high: percentile-bootstrap interval over images at ``confidence``.
-        p_value: two-sided p-value of :func:`scipy.stats.pearsonr` (H0: r = 0).
-        d_pred: (n,) prediction divergences, nats. d_sal: (n,) saliency divergences, nats
-            (NaNs already replaced by their mean).
-        n: number of images. n_boot: resamples drawn. n_boot_valid: resamples where r was
-            defined (neither side constant); the interval uses only these.
-        n_filled: images whose NaN D_sal (an all-zero map) was replaced by the mean.
-        confidence: the interval's confidence level.
+        n: cases. tp, fp, tn, fn: the confusion matrix counts at ``threshold``.
+        accuracy, sensitivity, specificity: :class:`stats.Estimate` with Wilson 95% intervals.
+        auc: ROC AUC with a percentile-bootstrap 95% interval over cases.
+        threshold: a case is called positive when p > threshold.
     """
 
-    r: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    d_pred: np.ndarray
-    d_sal: np.ndarray
     n: int
-    n_boot: int
-    n_boot_valid: int
-    n_filled: int
-    confidence: float
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    accuracy: stats.Estimate
+    sensitivity: stats.Estimate
+    specificity: stats.Estimate
+    auc: stats.Estimate
+    threshold: float
 
-    def __str__(self) -> str:
-        return (f"PSC = {self.r:.2f} ({self.confidence:.0%} CI {self.ci_low:.2f}\u2013{self.ci_high:.2f}, "
-                f"n = {self.n})")
 
-
-def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps_after: np.ndarray,
-        n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> PSCResult:
-    """Prediction-saliency correlation (PSC) of one model, saliency method and class.
-
-    For each image i, ``D_pred_i = JSD([p_i, 1 - p_i] || [p'_i, 1 - p'_i])`` and
-    ``D_sal_i = JSD(S_i || S'_i)`` with S the map as a distribution over pixels (see
-    :func:`prediction_divergence`, :func:`saliency_divergence`); NaNs in D_sal (all-zero maps)
-    are replaced by the mean of D_sal, and ``PSC = pearsonr(D_pred, D_sal)`` across images --
-    as in the authors' public code (DIAL-RPI "Compute PSC"). The paper then averages over classes;
-    a binary classifier has one (and D_pred is the same whichever class's p is passed).
+def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5,
+                  n_boot: int = 1000, seed: int = 0) -> BinaryReport:
+    """Evaluate a binary classifier as a paper would, with 95% confidence intervals.
 
     Args:
-        p_before, p_after: (n,) probability of the positive class before/after the perturbation,
-            in [0, 1] (an (n, 1) model output is accepted).
-        maps_before, maps_after: (n, H, W) or (n, H, W, C) raw saliency maps for that class.
-        n_boot: bootstrap resamples of the images (each recomputes r); resamples where either
-            side is constant are skipped. seed: for the resampling. confidence: of the interval.
+        labels: (n,) class labels, 1 = positive (COVID), 0 = negative.
+        probs: (n,) predicted p(positive).
+        threshold: a case is called positive when p > ``threshold`` (the article used 50%).
+        n_boot: bootstrap resamples of the cases for the AUC interval (resamples with a single
+            class are skipped).
+        seed: for the resampling.
 
     Returns:
-        :class:`PSCResult`; ``str(result)`` reads "PSC = 0.21 (95% CI 0.08–0.34, n = 200)".
-
-    Raises:
-        ValueError: mismatched shapes, n < 3, probabilities not finite or outside [0, 1], all
-        saliency maps zero, or D_pred or D_sal constant over images (PSC undefined, e.g. the
-        maps or the predictions did not change at all).
+        :class:`BinaryReport`: counts, accuracy, sensitivity and specificity with Wilson
+        intervals, ROC AUC with a bootstrap interval.
     """
-    pb, pa = _probabilities(p_before, "p_before"), _probabilities(p_after, "p_after")
-    if pb.shape != pa.shape:
-        raise ValueError(f"p_before and p_after must have the same shape, got {pb.shape} and {pa.shape}")
-    mb, ma = _saliency_pair(maps_before, maps_after, ("maps_before", "maps_after"))
-    n = len(pb)
-    if len(mb) != n:
-        raise ValueError(f"p_before has {n} images but maps_before has {len(mb)} images")
-    if n < 3:
-        raise ValueError(f"PSC needs at least 3 images, got {n}")
-    _check_boot_args(n_boot, confidence)
-    d_pred = prediction_divergence(pb, pa)
-    d_sal = saliency_divergence(mb, ma)
-    missing = np.isnan(d_sal)
-    if missing.all():
-        raise ValueError("every image has an all-zero saliency map (before or after); D_sal is undefined")
-    d_sal[missing] = d_sal[~missing].mean()
-    for name, d, what in (("D_pred", d_pred, "predicted probabilities"), ("D_sal", d_sal, "saliency maps")):
-        if (d == d[0]).all():
-            raise ValueError(f"{name} is constant ({d[0]:.3g} nats for all {n} images): the {what} changed "
-                             f"by the same amount for every image (e.g. not at all), so their correlation "
-                             f"with the other side (PSC) is undefined")
-    res = stats.pearsonr(d_pred, d_sal)
-    boot = _bootstrap(n, n_boot, seed, 2, lambda idx: _pearson_last_axis(d_pred[idx], d_sal[idx]))
-    lo, hi = _percentile_ci(boot, confidence)
-    return PSCResult(r=float(res.statistic), ci_low=float(lo), ci_high=float(hi), p_value=float(res.pvalue),
-                     d_pred=d_pred, d_sal=d_sal, n=n, n_boot=int(n_boot),
-                     n_boot_valid=int(np.isfinite(boot).sum()), n_filled=int(missing.sum()),
-                     confidence=float(confidence))
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(int).ravel()
+    probs = np.asarray(probs, dtype=np.float64).ravel()
+    if labels.shape != probs.shape:
+        raise ValueError(f"labels {labels.shape} and probs {probs.shape} differ in shape")
+    if not set(np.unique(labels)) <= {0, 1} or len(np.unique(labels)) < 2:
+        raise ValueError("labels must contain both classes, coded 0 and 1")
+    pred = probs > threshold
+    tp, fn = int((pred & (labels == 1)).sum()), int((~pred & (labels == 1)).sum())
+    tn, fp = int((~pred & (labels == 0)).sum()), int((pred & (labels == 0)).sum())
+
+    def auc_of(idx: np.ndarray) -> np.ndarray:
+        return np.array([roc_auc_score(labels[i], probs[i]) if labels[i].min() != labels[i].max()
+                         else np.nan for i in idx])
+
+    boot = stats.bootstrap(len(labels), n_boot, seed, 2, auc_of)
+    lo, hi = stats.percentile_ci(boot, 0.95)
+    return BinaryReport(
+        n=len(labels), tp=tp, fp=fp, tn=tn, fn=fn,
+        accuracy=stats.proportion(tp + tn, len(labels)),
+        sensitivity=stats.proportion(tp, tp + fn), specificity=stats.proportion(tn, tn + fp),
+        auc=stats.Estimate(float(roc_auc_score(labels, probs)), float(lo), float(hi)),
+        threshold=float(threshold))

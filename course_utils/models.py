@@ -17,15 +17,15 @@ import hashlib
 import json
 import os
 import time
-from importlib import resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import keras
+import numpy as np
 from filelock import FileLock, Timeout
 from keras import layers
-import numpy as np
 
 from . import assets, config
 
@@ -193,7 +193,7 @@ def build_cxr_cnn(image_size: int = 128, seed: int = 42, width: int = 16) -> ker
 
 def build_pooled_cnn(image_size: int = 128, seed: int = 42,
                      widths: Sequence[int] = (12, 24, 48, 96), pooling: str = "max") -> keras.Model:
-    """A second chest X-ray architecture, for reproducibility tests (notebook 04).
+    """A second chest X-ray architecture, for reproducibility tests.
 
     Differs from :func:`build_cxr_cnn` in its widths (default 12-24-48-96 filters instead of
     16-32-64-64) and its head: global pooling of the last convolution straight into the output,
@@ -324,9 +324,13 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     return model, history, seconds
 
 
-def predict_p(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """p(COVID) for (n, H, W, 1) images: a float32 array of shape (n,) in [0, 1]."""
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
+def predict_p(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """p(positive class) of a model with one sigmoid output: (n,) float32 in [0, 1].
+
+    The one way the package turns a binary model's output into probabilities: for images
+    (n, H, W, C), e.g. p(COVID), and for table rows (n, d) alike.
+    """
+    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0),
                       dtype=np.float32).reshape(-1)
 
 

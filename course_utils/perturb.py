@@ -1,8 +1,8 @@
-"""Perturbations of chest X-rays for notebook 05: noise, FGSM/PGD and the Dombrowski attacks.
+"""Perturbations of chest X-rays: noise, FGSM/PGD and the Dombrowski attacks, and how visible they are.
 
 Every attack takes a batch of images ``x`` of shape (n, H, W, C), float32 intensities in
-[0, 1], and a binary classifier with one output unit (a sigmoid p(COVID), or a logit), and
-returns an :class:`AttackResult`. Budgets ``eps`` are L-infinity radii in the same intensity
+[0, 1], and a binary classifier with one sigmoid output unit (p(COVID)), and returns an
+:class:`AttackResult`. Budgets ``eps`` are L-infinity radii in the same intensity
 units: every result satisfies ``|x_adv - x| <= eps`` pixel-wise and ``0 <= x_adv <= 1``.
 
 * :func:`random_noise` — the baseline: random ±eps (or uniform) noise, no model gradient.
@@ -19,27 +19,32 @@ units: every result satisfies ``|x_adv - x| <= eps`` pixel-wise and ``0 <= x_adv
 The saliency map inside the attacks is the vanilla gradient of the logit w.r.t. the input,
 |grad| summed over channels and divided by its sum (a distribution over pixels, as Zhang et
 al.'s PSC code uses it); :func:`gradient_distribution` computes the same map for inspection.
-:func:`imperceptibility` reports L-inf, PSNR and SSIM of the perturbed images.
+:func:`imperceptibility` reports L-inf, PSNR and SSIM of the perturbed images (one table for
+several perturbations: :func:`imperceptibility_table`), and :func:`make_quiz` builds a "spot the
+perturbed image" reader quiz.
 """
 from __future__ import annotations
 
 import time
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from . import _checks, models
 from .saliency import DenseLogits, logit_model
 
 __all__ = [
     "AttackResult", "Imperceptibility", "SoftplusTwin",
     "random_noise", "fgsm", "pgd", "softplus_twin", "map_and_logit", "gradient_distribution",
     "patch_target",
-    "prediction_attack", "explanation_attack", "imperceptibility",
+    "prediction_attack", "explanation_attack", "imperceptibility", "imperceptibility_table",
+    "Quiz", "make_quiz",
 ]
 
 #: Adam's moment decay rates and denominator guard (the values of the reference code).
@@ -117,41 +122,9 @@ class SoftplusTwin:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_images(x: np.ndarray, name: str = "images") -> np.ndarray:
-    """``x`` as float32 (n, H, W, C) in [0, 1], or ValueError saying what is wrong."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4 or x.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty batch of shape (n, H, W, C), "
-                         f"got shape {x.shape}; add a batch axis with x[None] for one image")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
-    if x.min() < 0 or x.max() > 1:
-        raise ValueError(f"{name} must be intensities in [0, 1], got min {x.min():.3g} and "
-                         f"max {x.max():.3g}; rescale them first (e.g. x / 255)")
-    return x
-
-
-def _check_eps(eps: float) -> float:
-    """``eps`` as a float in [0, 1] (L-inf budget in intensity units), or ValueError."""
-    if not isinstance(eps, (int, float, np.floating, np.integer)) or not 0 <= eps <= 1:
-        raise ValueError(f"eps is an L-inf budget in [0, 1] intensity units, got {eps!r}")
-    return float(eps)
-
-
-def _check_steps(steps: int) -> int:
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return int(steps)
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-
-def _batches(n: int, batch_size: int) -> list[slice]:
-    """Slices covering range(n) in chunks of ``batch_size``."""
-    return [slice(lo, min(n, lo + batch_size)) for lo in range(0, n, batch_size)]
+def _eps(eps: float) -> float:
+    """``eps`` as a float in [0, 1]: an L-inf budget in intensity units, or ValueError."""
+    return _checks.in_unit_interval(eps, "eps", "an L-inf budget in intensity units")
 
 
 def _binary_logits(model: keras.Model) -> keras.Model:
@@ -171,26 +144,21 @@ def _project(x_adv: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor) -> tf.Tenso
 def _logits(logits: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(n,) float32 logits of a one-output model, in batches."""
     return np.concatenate([logits(x[sl], training=False).numpy()[:, 0]
-                           for sl in _batches(len(x), batch_size)]).astype(np.float32)
+                           for sl in _checks.batches(len(x), batch_size)]).astype(np.float32)
 
 
-def _probs(logits: keras.Model, x: np.ndarray) -> np.ndarray:
-    """(n,) float32 p(positive class) = sigmoid(logit)."""
-    return tf.sigmoid(_logits(logits, x)).numpy()
-
-
-def _result(method: str, eps: float, logits: keras.Model, x: np.ndarray, x_adv: np.ndarray,
+def _result(method: str, eps: float, model: keras.Model, x: np.ndarray, x_adv: np.ndarray,
             history: np.ndarray, start: float, p_before: np.ndarray | None = None,
             **params) -> AttackResult:
-    """Bundle an attack's output; probabilities come from ``logits`` (the original model).
+    """Bundle an attack's output; probabilities come from ``model`` (the original model).
 
     ``history``: (steps, n) per-image objective at the start of each step.
     """
     x_adv = np.asarray(x_adv, np.float32)
     return AttackResult(
         method=method, eps=eps, x_adv=x_adv,
-        p_before=_probs(logits, x) if p_before is None else p_before,
-        p_after=_probs(logits, x_adv),
+        p_before=models.predict_p(model, x) if p_before is None else p_before,
+        p_after=models.predict_p(model, x_adv),
         linf=np.abs(x_adv - x).reshape(len(x), -1).max(axis=1),
         loss_history=np.asarray(history, np.float32).reshape(-1, len(x)),
         seconds=time.perf_counter() - start, params=params)
@@ -219,7 +187,7 @@ def random_noise(model: keras.Model, x: np.ndarray, eps: float, *, kind: str = "
     ``kind``: "sign" adds ±eps per pixel with equal odds (same L-inf and L2 size as FGSM, so
     the fair comparison); "uniform" adds U(-eps, eps). Clipped to [0, 1]. Seeded.
     """
-    x, eps = _check_images(x), _check_eps(eps)
+    x, eps = _checks.images(x, unit_range=True), _eps(eps)
     if kind not in ("sign", "uniform"):
         raise ValueError(f"kind must be 'sign' or 'uniform', got {kind!r}")
     start = time.perf_counter()
@@ -227,7 +195,8 @@ def random_noise(model: keras.Model, x: np.ndarray, eps: float, *, kind: str = "
     noise = (rng.choice([-1.0, 1.0], size=x.shape) if kind == "sign"
              else rng.uniform(-1.0, 1.0, size=x.shape)) * eps
     x_adv = np.clip(x + noise.astype(np.float32), 0.0, 1.0)
-    return _result("noise", eps, _binary_logits(model), x, x_adv, np.empty((0, len(x))),
+    _binary_logits(model)  # a one-output model, else ValueError
+    return _result("noise", eps, model, x, x_adv, np.empty((0, len(x))),
                    start, kind=kind, seed=seed)
 
 
@@ -246,10 +215,11 @@ def _sign_ascent(logits: keras.Model, x: np.ndarray, labels: np.ndarray, x_start
                  eps: float, steps: int, step_size: float, batch_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``steps`` projected sign-gradient steps up the cross-entropy, ``batch_size`` images at a
-    time (one traced call per step per batch); returns x_adv and the loss history (steps, n)."""
+    time (one traced call per step per batch); returns x_adv and the loss history (steps, n).
+    """
     x_adv = np.empty_like(x)
     history = np.empty((steps, len(x)), np.float32)
-    for sl in _batches(len(x), batch_size):
+    for sl in _checks.batches(len(x), batch_size):
         xb, yb, xa = tf.constant(x[sl]), tf.constant(labels[sl]), tf.constant(x_start[sl])
         for t in range(steps):
             loss, g = _cross_entropy_gradient(logits, xa, yb)
@@ -266,13 +236,13 @@ def fgsm(model: keras.Model, x: np.ndarray, eps: float, *, labels=None,
     ``labels``: the class (0/1, one per image or one for all) whose cross-entropy is increased;
     default the model's own prediction (untargeted: push p away from the predicted class).
     """
-    x, eps = _check_images(x), _check_eps(eps)
-    _check_batch_size(batch_size)
+    x, eps = _checks.images(x, unit_range=True), _eps(eps)
+    _checks.positive_int(batch_size, "batch_size")
     logits = _binary_logits(model)
     start = time.perf_counter()
     y = _labels_or_predicted(logits, x, labels)
     x_adv, history = _sign_ascent(logits, x, y, x, eps, 1, eps, batch_size)
-    return _result("fgsm", eps, logits, x, x_adv, history, start)
+    return _result("fgsm", eps, model, x, x_adv, history, start)
 
 
 def pgd(model: keras.Model, x: np.ndarray, eps: float, *, steps: int = 10,
@@ -284,8 +254,8 @@ def pgd(model: keras.Model, x: np.ndarray, eps: float, *, steps: int = 10,
     start can reach the ball's far side) from ``x`` plus U(-eps, eps) noise if ``random_start``
     (seeded). ``labels`` as in :func:`fgsm`.
     """
-    x, eps, steps = _check_images(x), _check_eps(eps), _check_steps(steps)
-    _check_batch_size(batch_size)
+    x, eps, steps = _checks.images(x, unit_range=True), _eps(eps), _checks.positive_int(steps, "steps")
+    _checks.positive_int(batch_size, "batch_size")
     alpha = 2.5 * eps / steps if step_size is None else float(step_size)
     logits = _binary_logits(model)
     start = time.perf_counter()
@@ -295,7 +265,7 @@ def pgd(model: keras.Model, x: np.ndarray, eps: float, *, steps: int = 10,
         noise = np.random.default_rng(seed).uniform(-eps, eps, x.shape).astype(np.float32)
         x_start = np.clip(x + noise, 0.0, 1.0)
     x_adv, history = _sign_ascent(logits, x, y, x_start, eps, steps, alpha, batch_size)
-    return _result("pgd", eps, logits, x, x_adv, history, start, steps=steps,
+    return _result("pgd", eps, model, x, x_adv, history, start, steps=steps,
                    step_size=alpha, random_start=random_start, seed=seed)
 
 
@@ -375,10 +345,11 @@ def map_and_logit(model: keras.Model, x: tf.Tensor | np.ndarray) -> tuple[tf.Ten
 
 def gradient_distribution(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """(n, H, W) float32 vanilla-gradient maps of the logit, |grad| summed over channels, each
-    divided by its sum (a probability distribution over pixels; what the attacks move)."""
-    x, logits = _check_images(x), _binary_logits(model)
+    divided by its sum (a probability distribution over pixels; what the attacks move).
+    """
+    x, logits = _checks.images(x, unit_range=True), _binary_logits(model)
     return np.concatenate([_map_and_logit(logits, tf.constant(x[sl]))[0].numpy()
-                           for sl in _batches(len(x), batch_size)])
+                           for sl in _checks.batches(len(x), batch_size)])
 
 
 def patch_target(image_shape: tuple[int, int], top_left: tuple[int, int] | None = None,
@@ -488,13 +459,14 @@ def _adam_attack(model: keras.Model, loss_fn: Callable, x: np.ndarray, ref_map: 
                  batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ``loss_fn`` over x_adv in the eps-ball with Adam on the softplus twin, beta
     following its schedule, ``batch_size`` images at a time (one traced call per step per
-    batch); returns x_adv (n, H, W, C) and the loss history (steps, n)."""
+    batch); returns x_adv (n, H, W, C) and the loss history (steps, n).
+    """
     betas = _beta_schedule(beta, steps)
     twin = _attack_twin(model)
     consts = [tf.constant(v, tf.float32) for v in (weights, eps, lr)]
     x_adv = np.empty_like(x)
     history = np.empty((steps, len(x)), np.float32)
-    for sl in _batches(len(x), batch_size):
+    for sl in _checks.batches(len(x), batch_size):
         xb = tf.constant(x[sl])
         xa, m, v = xb, tf.zeros_like(xb), tf.zeros_like(xb)
         refs = tf.constant(ref_map[sl]), tf.constant(ref_out[sl])
@@ -508,8 +480,8 @@ def _adam_attack(model: keras.Model, loss_fn: Callable, x: np.ndarray, ref_map: 
 
 
 def _check_attack_args(x, eps, steps, lr, batch_size) -> tuple[np.ndarray, float, int, float]:
-    x, eps, steps = _check_images(x), _check_eps(eps), _check_steps(steps)
-    _check_batch_size(batch_size)
+    x, eps, steps = _checks.images(x, unit_range=True), _eps(eps), _checks.positive_int(steps, "steps")
+    _checks.positive_int(batch_size, "batch_size")
     lr = eps / 10 if lr is None else float(lr)
     if not lr >= 0:
         raise ValueError(f"lr (Adam step, intensity units) must be >= 0, got {lr!r}")
@@ -545,8 +517,8 @@ def prediction_attack(model: keras.Model, x: np.ndarray, *, eps: float = 0.03, s
     x_adv, history = _adam_attack(
         model, _prediction_loss, x, gradient_distribution(model, x), sign, eps=eps, steps=steps,
         lr=lr, weights=(w_map, w_pred), beta=beta, batch_size=batch_size)
-    return _result("prediction_attack", eps, logits, x, x_adv, history, start,
-                   p_before=tf.sigmoid(z).numpy(), steps=steps, lr=lr, w_map=w_map,
+    return _result("prediction_attack", eps, model, x, x_adv, history, start,
+                   steps=steps, lr=lr, w_map=w_map,
                    w_pred=w_pred, beta=beta)
 
 
@@ -573,12 +545,15 @@ def explanation_attack(model: keras.Model, x: np.ndarray, target_map: np.ndarray
     target = _check_target(patch_target(x.shape[1:3]) if target_map is None else target_map, x)
     logits = _binary_logits(model)
     start = time.perf_counter()
-    p_before = _probs(logits, x)
+    # The loss holds sigmoid(logit) still: its reference is the sigmoid of the same logits the
+    # attack differentiates (it agrees with models.predict_p, which the result reports, to
+    # float32 rounding; the optimiser is sensitive to that last bit, so the reference stays here).
+    p_ref = tf.sigmoid(_logits(logits, x)).numpy()
     x_adv, history = _adam_attack(
-        model, _explanation_loss, x, target, p_before, eps=eps, steps=steps, lr=lr,
+        model, _explanation_loss, x, target, p_ref, eps=eps, steps=steps, lr=lr,
         weights=(w_map, w_pred), beta=beta, batch_size=batch_size)
-    return _result("explanation_attack", eps, logits, x, x_adv, history, start,
-                   p_before=p_before, steps=steps, lr=lr, w_map=w_map, w_pred=w_pred, beta=beta)
+    return _result("explanation_attack", eps, model, x, x_adv, history, start,
+                   steps=steps, lr=lr, w_map=w_map, w_pred=w_pred, beta=beta)
 
 
 # --------------------------------------------------------------------------- visibility
@@ -588,7 +563,7 @@ def imperceptibility(x: np.ndarray, x_adv: np.ndarray) -> Imperceptibility:
     ``x``, ``x_adv``: (n, H, W, C) in [0, 1], same shape, H and W >= 7 (SSIM's window).
     Identical images give linf 0, PSNR ``inf`` and SSIM 1.
     """
-    x, x_adv = _check_images(x, "x"), _check_images(x_adv, "x_adv")
+    x, x_adv = _checks.images(x, "x", unit_range=True), _checks.images(x_adv, "x_adv", unit_range=True)
     if x.shape != x_adv.shape:
         raise ValueError(f"x and x_adv must have the same shape, got {x.shape} and {x_adv.shape}")
     linf = np.abs(x_adv - x).reshape(len(x), -1).max(axis=1).astype(np.float64)
@@ -598,3 +573,85 @@ def imperceptibility(x: np.ndarray, x_adv: np.ndarray) -> Imperceptibility:
     ssim = np.array([structural_similarity(a, b, data_range=1.0, channel_axis=-1)
                      for a, b in zip(x, x_adv)], np.float64)
     return Imperceptibility(linf, psnr, ssim)
+
+
+def imperceptibility_table(perturbations: Mapping[str, tuple[np.ndarray, AttackResult]]
+                           ) -> pd.DataFrame:
+    """How visible each perturbation is (:func:`perturb.imperceptibility`), one row each.
+
+    ``perturbations``: {name: (clean images (n, H, W, C), the AttackResult made from them)}; for
+    studies, ``{s.name: (s.x, s.attack) for s in studies}``. Columns: eps (the budget), max L∞
+    (intensity units, <= eps), mean and minimum PSNR (dB, data range 1; higher = less visible),
+    mean and minimum SSIM (1 = identical); index: the names.
+    """
+    rows = {}
+    for name, (x, attack) in perturbations.items():
+        imp = imperceptibility(x, attack.x_adv)
+        rows[name] = {"eps": attack.eps, "max L∞": imp.linf.max(),
+                      "mean PSNR (dB)": imp.psnr.mean(), "min PSNR (dB)": imp.psnr.min(),
+                      "mean SSIM": imp.ssim.mean(), "min SSIM": imp.ssim.min()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("perturbation")
+
+
+# --------------------------------------------------------------------------- the reader quiz
+@dataclass(frozen=True)
+class Quiz:
+    """"Spot the perturbed image": pairs of one clean and one perturbed image, sides at random.
+
+    ``left`` / ``right``: (k, H, W, C) images shown side by side; ``perturbed_right``: (k,) bool,
+    True where the perturbed image is on the right; ``source``: (k,) index of each pair's image
+    in the batches given to :func:`make_quiz`; ``kinds``: (k,) label per pair (e.g. the attack);
+    ``seed``: the seed that drew the pairs and the sides.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    perturbed_right: np.ndarray
+    source: np.ndarray
+    kinds: tuple[str, ...]
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.perturbed_right)
+
+    @property
+    def answers(self) -> str:
+        """The key, one letter per pair: "L" or "R" = the side of the perturbed image."""
+        return "".join("R" if r else "L" for r in self.perturbed_right)
+
+    def score(self, guesses: str | Sequence[str]) -> float:
+        """Share of pairs where ``guesses`` ("LRRL..." or ["L", "R", ...]) names the perturbed side."""
+        g = [c.strip().upper() for c in guesses if c.strip()]
+        if len(g) != len(self) or not set(g) <= {"L", "R"}:
+            raise ValueError(f"give one answer per pair, L or R ({len(self)} in all), got {guesses!r}")
+        return float(np.mean([a == b for a, b in zip(g, self.answers)]))
+
+
+def make_quiz(clean: np.ndarray, perturbed: np.ndarray, n_pairs: int, *,
+              kinds: Sequence[str] | None = None, seed: int = 0) -> Quiz:
+    """Draw ``n_pairs`` distinct images and put each beside its perturbed twin, sides at random.
+
+    The sides are balanced, as in a reader study: half of the perturbed images are on the left and
+    half on the right, in a random order (for an odd ``n_pairs`` one side is a coin flip), so
+    "always say left" scores 50 %. ``clean``, ``perturbed``: (n, H, W, C) twins in the same
+    order; ``kinds``: optional (n,) label per image (which perturbation made it). Seeded: the same
+    call gives the same quiz.
+    """
+    clean, perturbed = np.asarray(clean), np.asarray(perturbed)
+    if clean.shape != perturbed.shape or clean.ndim != 4:
+        raise ValueError(f"clean and perturbed must be twin batches (n, H, W, C), got "
+                         f"{clean.shape} and {perturbed.shape}")
+    n = len(clean)
+    if not 1 <= n_pairs <= n:
+        raise ValueError(f"n_pairs must be between 1 and the {n} images given, got {n_pairs}")
+    kinds = ("",) * n if kinds is None else tuple(str(k) for k in kinds)
+    if len(kinds) != n:
+        raise ValueError(f"kinds must have one label per image ({n}), got {len(kinds)}")
+    rng = np.random.default_rng(seed)
+    source = rng.choice(n, n_pairs, replace=False)
+    half = np.arange(n_pairs // 2 * 2) % 2 == 1  # half R, half L; odd: one coin flip
+    right = rng.permutation(np.r_[half, rng.integers(0, 2, n_pairs % 2).astype(bool)])
+    side = right[:, None, None, None]
+    return Quiz(np.where(side, clean[source], perturbed[source]),
+                np.where(side, perturbed[source], clean[source]), right, source,
+                tuple(kinds[i] for i in source), seed)

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
+
+from . import _checks
 
 __all__ = [
     "COVID_FRACTION",
@@ -161,11 +163,6 @@ class PhantomSet:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_unit(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float, np.floating, np.integer)) and 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
 def _validate(p: PhantomParams) -> None:
     if not isinstance(p.n, (int, np.integer)) or isinstance(p.n, bool) or p.n <= 0:
         raise ValueError(f"n must be a positive integer, got {p.n!r}")
@@ -174,7 +171,7 @@ def _validate(p: PhantomParams) -> None:
         raise ValueError(f"image_size must be an integer >= {_MIN_SIZE} pixels, got {p.image_size!r}")
     for name in ("covid_fraction", "marker_strength", "abdomen_strength", "subtle_fraction",
                  "benign_blob_rate", "marker_rate_normal", "marker_rate_covid"):
-        _check_unit(name, getattr(p, name))
+        _checks.in_unit_interval(getattr(p, name), name)
     if not 0.0 <= p.lesion_intensity <= 1.0:
         raise ValueError(f"lesion_intensity must be in [0, 1], got {p.lesion_intensity!r}")
     if not 0.0 <= p.abdomen_gain_delta <= 0.6:
@@ -342,7 +339,8 @@ def _col(dc: dict, key: str) -> np.ndarray:
 def _coords(dc: dict, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical coordinates u (right), v (down), each (B, S, S) float32, after the pose
     (rotation, shift, scale; 1 canonical unit = S/2 * scale pixels), and the ramp slope k
-    (B, 1, 1) that gives soft edges of about ``2 * _EDGE_PX`` pixels."""
+    (B, 1, 1) that gives soft edges of about ``2 * _EDGE_PX`` pixels.
+    """
     grid = (np.arange(S, dtype=_f32) + 0.5) / (S / 2) - 1.0
     th, sc = dc["theta"], dc["scale"]
     cu = (np.cos(th) / sc).astype(_f32)[:, None, None]
@@ -355,7 +353,8 @@ def _coords(dc: dict, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
     """Soft (B, S, S) float32 fields in [0, 1]: body, abdomen, lungs, heart, spine, ribs,
-    clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``."""
+    clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``.
+    """
     col = lambda key: _col(dc, key)  # noqa: E731
     a = np.abs(u)
     # body outline: a superellipse
@@ -397,7 +396,8 @@ def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str,
 def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.ndarray],
              rng: np.random.Generator, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Density ("attenuation") image (B, S, S) float32, roughly in [0, 1], and the COVID
-    opacity density (zero outside the lesion mask)."""
+    opacity density (zero outside the lesion mask).
+    """
     B, S = dc["theta"].shape[0], grid.size
     col = lambda key: _col(dc, key)  # noqa: E731
     fine_idx, coarse_idx = rng.integers(0, _TEX_BANK, (2, B))
@@ -544,7 +544,8 @@ def make_phantom_cxr(
         subtle_fraction: share of COVID cases with only 1-2 faint, small patches, in [0, 1].
         benign_blob_rate: probability, in [0, 1], that an image of either class has one faint
             benign blob somewhere in the lungs.
-        marker_rate_normal, marker_rate_covid: marker probabilities per class at strength 1.
+        marker_rate_normal: marker probability of a normal image at strength 1.
+        marker_rate_covid: marker probability of a COVID image at strength 1.
         abdomen_gain_delta: difference in mean abdomen gain between classes at strength 1.
         heart_scale: multiplies the heart's size (1 normal; ≈1.3 cardiomegaly-like), in [0.5, 2].
         render_marker: False renders the same images without any "L" (exact counterfactual).
@@ -575,7 +576,7 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     """Render the set ``p`` describes, or only its rows ``indices`` (same pixels, less memory)."""
     _validate(p)
     n, S = int(p.n), int(p.image_size)
-    keep = np.arange(n) if indices is None else _check_indices(indices, n)
+    keep = np.arange(n) if indices is None else _checks.indices(indices, n)
     d = _draw(p)
     tex = _texture_bank(int(d["tex_seed"][0]), S)
     images = np.empty((len(keep), S, S, 1), np.float32)
@@ -607,16 +608,6 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         indices=None if indices is None else keep)
 
 
-def _check_indices(indices, n: int) -> np.ndarray:
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
-        raise ValueError(f"indices must be a 1-D array of integers, got shape {idx.shape} "
-                         f"and dtype {idx.dtype}")
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"indices must lie in [0, {n}) (the set's size), got {idx.min()}..{idx.max()}")
-    return idx.astype(np.int64)
-
-
 def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: object) -> PhantomSet:
     """Re-generate ``ps`` with some :class:`PhantomParams` fields changed (exact counterfactual).
 
@@ -629,20 +620,22 @@ def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: objec
     """
     rows = ps.indices
     if indices is not None:
-        sub = _check_indices(indices, len(ps))
+        sub = _checks.indices(indices, len(ps))
         rows = sub if rows is None else rows[sub]
     return _generate(dataclasses.replace(ps.params, **changes), rows)
 
 
 def remove_marker(ps: PhantomSet, indices: np.ndarray | None = None) -> PhantomSet:
     """The same images without the "L" marker; pixels outside ``ps.masks["marker"]`` are unchanged.
-    ``indices``: as in :func:`rerender`."""
+    ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, render_marker=False)
 
 
 def remove_lesions(ps: PhantomSet, indices: np.ndarray | None = None) -> PhantomSet:
     """The same images without COVID opacities (labels kept); pixels outside
-    ``ps.masks["lesions"]`` are unchanged. ``indices``: as in :func:`rerender`."""
+    ``ps.masks["lesions"]`` are unchanged. ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, render_lesions=False)
 
 
@@ -650,7 +643,8 @@ def set_abdomen_brightness(ps: PhantomSet, gain: float,
                            indices: np.ndarray | None = None) -> PhantomSet:
     """The same images with every abdomen gain set to ``gain`` (dimensionless, in [0.3, 2];
     1 = neutral; the default class means are 0.95 and 1.05); pixels outside
-    ``ps.masks["abdomen"]`` are unchanged. ``indices``: as in :func:`rerender`."""
+    ``ps.masks["abdomen"]`` are unchanged. ``indices``: as in :func:`rerender`.
+    """
     return rerender(ps, indices, abdomen_gain_override=float(gain))
 
 

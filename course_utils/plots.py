@@ -5,13 +5,15 @@ Every function returns the matplotlib Figure (or a pandas DataFrame) and never c
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from . import metrics
 
 #: The colour map for saliency: perceptually uniform, readable in grey print.
 SALIENCY_CMAP = "inferno"
@@ -67,7 +69,7 @@ def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None
     titles = list(col_titles) if col_titles else ["image", *maps]
     for i in range(n):
         overlay(axes[i, 0], images[i], title=titles[0] if i == 0 else None)
-        for j, (name, m) in enumerate(maps.items(), start=1):
+        for j, m in enumerate(maps.values(), start=1):
             if overlay_maps:
                 overlay(axes[i, j], images[i], m[i], alpha=alpha)
             else:
@@ -168,13 +170,14 @@ def learning_curves(history: dict[str, list[float]]) -> plt.Figure:
     return fig
 
 
-def confusion_and_roc(labels: np.ndarray, probs: np.ndarray, report: dict,
-                      threshold: float = 0.5) -> plt.Figure:
-    """Confusion matrix (counts) and ROC curve with the operating point at ``threshold``."""
+def confusion_and_roc(labels: np.ndarray, probs: np.ndarray,
+                      report: metrics.BinaryReport) -> plt.Figure:
+    """Confusion matrix (counts) and ROC curve with the report's operating point."""
     from sklearn.metrics import roc_curve
 
     fig, (cm_ax, roc_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
-    cm = np.array([[report["tn"], report["fp"]], [report["fn"], report["tp"]]])
+    threshold = report.threshold
+    cm = np.array([[report.tn, report.fp], [report.fn, report.tp]])
     cm_ax.imshow(cm, cmap="Blues")
     for (r, c), v in np.ndenumerate(cm):
         cm_ax.text(c, r, f"{v:,}", ha="center", va="center",
@@ -183,9 +186,9 @@ def confusion_and_roc(labels: np.ndarray, probs: np.ndarray, report: dict,
     cm_ax.set_yticks([0, 1], ["normal", "COVID"])
     cm_ax.set_title(f"confusion matrix (p > {threshold:.0%} = COVID)")
     fpr, tpr, _ = roc_curve(labels, probs)
-    roc_ax.plot(fpr, tpr, label=f"AUC = {report['auc']:.3f}")
+    roc_ax.plot(fpr, tpr, label=f"AUC = {report.auc.value:.3f}")
     roc_ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
-    roc_ax.plot(1 - report["specificity"], report["sensitivity"], "o", color="tab:red",
+    roc_ax.plot(1 - report.specificity.value, report.sensitivity.value, "o", color="tab:red",
                 label=f"threshold {threshold:.0%}")
     roc_ax.set_xlabel("1 - specificity (false-positive rate)")
     roc_ax.set_ylabel("sensitivity (true-positive rate)")
@@ -226,12 +229,52 @@ def enrichment_bars(tables: dict[str, pd.DataFrame], regions: Sequence[str] | No
     return fig
 
 
+def named(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with method and measure ids replaced by their display names, for showing it.
+
+    Renames index and column labels (every level) and the values of "method" and "measure"
+    columns, using :data:`course_utils.saliency.NAMES` and :data:`course_utils.metrics.MEASURES`.
+    Compute with ids; call this last, where the table is displayed.
+    """
+    from .saliency import NAMES
+
+    names = {**NAMES, **metrics.MEASURES}
+    out = table.rename(index=names, columns=names)
+    for col in ("method", "measure"):
+        if col in out.columns:
+            out[col] = out[col].map(lambda v: names.get(v, v))
+    return out
+
+
 def save(fig: plt.Figure, path) -> None:
     """Save a figure as PNG (used by tests and the benchmark to look at what learners see)."""
     fig.savefig(path, bbox_inches="tight")
 
 
-# =========================================================================== notebook 04
+# --------------------------------------------------------------------------- rendering choices
+def render_variants(saliency_map: np.ndarray) -> dict[str, np.ndarray]:
+    """One (H, W) raw map, scaled to [0, 1] in six common ways: name -> (H, W) float32.
+
+    ``min-max`` (the default everywhere), ``clip at 99th pct`` (the top 1 % saturate),
+    ``square root`` (gamma 0.5: faint areas brighten), ``log`` (log1p of the map scaled so its
+    99th percentile is 100: everything above noise looks hot), and two thresholds on the
+    min-max map, ``top 5 %`` and ``Otsu`` (1 above the threshold, 0 below). Min-max, square
+    root and log are strictly increasing transforms: the pixels' ranks, so every rank statistic,
+    are unchanged (clipping ties the top 1 %). Signed maps are shown as |map|.
+    """
+    m = np.abs(np.asarray(saliency_map, np.float64))
+    if m.ndim != 2:
+        raise ValueError(f"expected one (H, W) map, got shape {m.shape}")
+    mm = metrics.minmax(m[None])[0]
+    p99 = np.percentile(m, 99)
+    clipped = np.clip(m / p99, 0, 1) if p99 > 0 else mm
+    logged = metrics.minmax(np.log1p(100 * m / p99)[None])[0] if p99 > 0 else mm
+    out = {"min-max": mm, "clip at 99th pct": clipped, "square root": np.sqrt(mm), "log": logged,
+           "top 5 %": metrics.binarise(m[None], "quantile", 0.95)[0].astype(float),
+           "Otsu": metrics.binarise(m[None], "otsu")[0].astype(float)}
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
 def rendering_panels(image: np.ndarray, panels: dict[str, tuple[np.ndarray, str]], *,
                      outlines: dict[str, np.ndarray] | None = None, ncols: int = 3,
                      size: float = 2.4) -> plt.Figure:
@@ -267,8 +310,9 @@ def similarity_bars(table: pd.DataFrame, *, baseline: str = "random pairs") -> p
     ``table``: long format with columns ``method``, ``comparison``, ``measure`` and ``mean``
     (optionally ``lo``/``hi`` for error bars). The ``baseline`` comparison is drawn in grey
     with hatching: a comparison whose bar is not clearly above it shows no agreement beyond
-    what any two maps of this model share.
+    what any two maps of this model share. Method and measure ids are shown by their names.
     """
+    table = named(table)
     measures = list(dict.fromkeys(table["measure"]))
     methods = list(dict.fromkeys(table["method"]))
     comparisons = list(dict.fromkeys(table["comparison"]))
@@ -295,17 +339,18 @@ def similarity_bars(table: pd.DataFrame, *, baseline: str = "random pairs") -> p
     return fig
 
 
-def randomisation_curves(result, *, labels: dict[str, str] | None = None,
-                         measures: dict[str, str] | None = None, ncols: int = 4) -> plt.Figure:
+def randomisation_curves(result, *, measures: Mapping[str, str] = metrics.MEASURES,
+                         ncols: int = 4) -> plt.Figure:
     """Cascading randomisation: similarity to the original map against the randomised layers.
 
     ``result``: a :class:`course_utils.sanity.CascadeResult` (``steps``, ``scores`` with columns
     method, step_index, measure, mean, lo, hi; ``baseline`` method -> measure -> value). One
-    panel per method; a line with its 95 % band per measure; dashed lines: the random-pair
-    baselines. A method passes when its curves fall below their dashed lines.
+    panel per method (titled with its display name); a line with its 95 % band per measure of
+    ``measures`` (id -> display name); dashed lines: the random-pair baselines. A method passes
+    when its curves fall below their dashed lines.
     """
-    labels = labels or {}
-    measures = measures or {"spearman": "Spearman", "spearman_abs": "Spearman (abs)", "ssim": "SSIM"}
+    from .saliency import NAMES
+
     methods = list(dict.fromkeys(result.scores["method"]))
     nrows = -(-len(methods) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols, 2.9 * nrows), squeeze=False,
@@ -319,7 +364,7 @@ def randomisation_curves(result, *, labels: dict[str, str] | None = None,
             ax.plot(s["step_index"], s["mean"], "o-", ms=3, color=colours[measure], label=name)
             ax.fill_between(s["step_index"], s["lo"], s["hi"], color=colours[measure], alpha=0.2)
             ax.axhline(result.baseline[method][measure], ls="--", lw=1, color=colours[measure])
-        ax.set_title(labels.get(method, method))
+        ax.set_title(NAMES.get(method, method))
         ax.set_ylim(-0.5, 1.05)
         ax.axhline(0, color="black", lw=0.5)
     for ax in axes.ravel()[len(methods):]:
@@ -387,7 +432,7 @@ def importance_bars(table: pd.DataFrame, errors: pd.DataFrame | None = None, *,
     return fig
 
 
-# ---------------------------------------------------------------- notebook 05: perturbations, PSC
+# --------------------------------------------------------------------------- perturbations and PSC
 def attack_examples(x: np.ndarray, x_adv: np.ndarray, p_before: np.ndarray, p_after: np.ndarray,
                     maps_before: dict[str, np.ndarray], maps_after: dict[str, np.ndarray], *,
                     row_titles: Sequence[str] | None = None, target: np.ndarray | None = None,
@@ -425,18 +470,18 @@ def attack_examples(x: np.ndarray, x_adv: np.ndarray, p_before: np.ndarray, p_af
     return fig
 
 
-def psc_scatter(results: dict[str, dict[str, object]], labels: dict[str, str] | None = None, *,
-                size: float = 2.4) -> plt.Figure:
+def psc_scatter(results: dict[str, dict[str, object]], *, size: float = 2.4) -> plt.Figure:
     """D_sal against D_pred per image: one row per perturbation, one column per method.
 
-    ``results``: {perturbation: {method: metrics.PSCResult}} (anything with ``d_pred``,
-    ``d_sal``, ``r``, ``ci_low``, ``ci_high``); ``labels``: readable method names. Each panel
+    ``results``: {perturbation: {method id: psc.PSCResult}} (anything with ``d_pred``,
+    ``d_sal``, ``r``, ``ci_low``, ``ci_high``). Each panel
     shows the least-squares line and PSC with its CI; the axes are per panel (the methods'
     D_sal differ by orders of magnitude), so compare the *shape* of the clouds, not their height.
     """
     rows = list(results)
+    from .saliency import NAMES
+
     methods = list(dict.fromkeys(m for r in results.values() for m in r))
-    labels = labels or {}
     fig, axes = plt.subplots(len(rows), len(methods), squeeze=False,
                              figsize=(size * len(methods), size * 1.05 * len(rows)))
     for i, row in enumerate(rows):
@@ -452,7 +497,7 @@ def psc_scatter(results: dict[str, dict[str, object]], labels: dict[str, str] | 
                 slope, icpt = np.polyfit(dp, ds, 1)
                 xs = np.array([dp.min(), dp.max()])
                 ax.plot(xs, icpt + slope * xs, color="tab:red", lw=1)
-            ax.set_title(f"{labels.get(method, method)}\nPSC = {res.r:.2f} "
+            ax.set_title(f"{NAMES.get(method, method)}\nPSC = {res.r:.2f} "
                          f"[{res.ci_low:.2f}, {res.ci_high:.2f}]")
             ax.ticklabel_format(axis="both", style="sci", scilimits=(-2, 3))
             if j == 0:

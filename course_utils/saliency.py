@@ -1,9 +1,16 @@
-"""One entry point over the saliency methods the course uses: :func:`compute`.
+"""One registry of saliency methods, one way to call them: :func:`compute` and :func:`explainer`.
 
-Gradient methods (vanilla, SmoothGrad) and the CAM family (Grad-CAM, Grad-CAM++, Score-CAM)
-come from tf-keras-vis; gradient x input and Integrated Gradients are short batched
-``tf.GradientTape`` code (tf-keras-vis does not have them). Every method returns *raw* maps
-(what the metrics need) and min-max *normalised* maps (what the eye needs).
+:data:`METHODS` maps each method's id to a :class:`Method`: its display name and *its own*
+settings with their defaults. Gradient methods (vanilla, SmoothGrad, guided backprop) and the CAM
+family (Grad-CAM, Grad-CAM++, Score-CAM) come from tf-keras-vis; gradient x input and Integrated
+Gradients are short batched ``tf.GradientTape`` code (tf-keras-vis does not have them).
+
+* :func:`compute` -- maps of a batch of images for one method: a :class:`SaliencyResult` with
+  *raw* maps (what the metrics need) and min-max *normalised* maps (what the eye needs).
+* :func:`explainer` -- a method with its settings fixed, as a callable
+  ``explain(images, targets) -> raw maps`` that other code passes around (the sanity checks,
+  the PSC study, Max-Sensitivity), like captum's ``Saliency(net).attribute`` or Quantus'
+  ``explain_func``.
 
 Pitfalls handled here, so learners meet them as lessons rather than bugs:
 
@@ -15,55 +22,46 @@ Pitfalls handled here, so learners meet them as lessons rather than bugs:
   two-class softmax ``[0, z]``, whose second entry is exactly ``sigmoid(z)``.
 * tf-keras-vis min-max normalises by default; we ask it not to and normalise ourselves.
 """
+
 from __future__ import annotations
 
 import time
 import warnings
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import keras
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-#: Names accepted by :func:`compute`, in the order the course introduces them.
-METHODS: tuple[str, ...] = ("vanilla", "smoothgrad", "gradxinput", "integrated_gradients",
-                            "gradcam", "gradcam++", "scorecam")
-
-#: Human-readable names for plots and tables.
-LABELS: dict[str, str] = {
-    "vanilla": "Vanilla gradient", "smoothgrad": "SmoothGrad", "gradxinput": "Gradient × input",
-    "integrated_gradients": "Integrated Gradients", "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
-}
+from . import _checks, metrics
 
 warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
 
 
 @dataclass
 class SaliencyResult:
-    """Maps for a batch of images.
+    """Maps of one method for a batch of images.
 
-    ``raw``: (n, H, W) float32, the method's own units (|gradient| for vanilla and SmoothGrad,
-    signed relevance for gradient x input and IG, ReLU'd class activation for the CAMs).
-    ``normalised``: (n, H, W) float32 in [0, 1], per-image min-max of ``raw`` (of ``|raw|``
-    for the signed methods). ``seconds``: wall time of the call.
+    Attributes:
+        method: the method's id (a key of :data:`METHODS`).
+        raw: (n, H, W) float32 in the method's own units (|gradient| for vanilla, SmoothGrad and
+            guided backprop, signed relevance for gradient x input and IG, ReLU'd class
+            activation for the CAMs).
+        normalised: (n, H, W) float32 in [0, 1], per-image min-max of ``raw`` (of ``|raw|`` for
+            the signed methods).
+        seconds: wall time of the call.
+        settings: the method's settings used, and the targets.
     """
 
     method: str
     raw: np.ndarray
     normalised: np.ndarray
     seconds: float
-    params: dict = field(default_factory=dict)
-
-
-def normalise(maps: np.ndarray) -> np.ndarray:
-    """Per-map min-max scaling of (n, H, W) maps to [0, 1]; a constant map becomes all zeros."""
-    maps = np.asarray(maps, dtype=np.float32)
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
-    return np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1), 0).astype(np.float32)
+    settings: dict = field(default_factory=dict)
 
 
 def smooth(maps: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -83,7 +81,7 @@ class DenseLogits(keras.layers.Layer):
         return z + self.dense.bias if self.dense.use_bias else z
 
 
-_LOGIT_TWINS: "weakref.WeakKeyDictionary[keras.Model, keras.Model]" = weakref.WeakKeyDictionary()
+_LOGIT_TWINS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
 
 
 def logit_model(model: keras.Model) -> keras.Model:
@@ -143,16 +141,6 @@ def input_gradients(model: keras.Model, images: np.ndarray, targets) -> np.ndarr
     return tape.gradient(score, x).numpy()
 
 
-def _integrated_gradients(model, images, targets, steps: int, baseline) -> np.ndarray:
-    """Sum over channels of IG attributions (Sundararajan et al. 2017), midpoint Riemann sum."""
-    baseline = np.zeros_like(images) if baseline is None else np.broadcast_to(baseline, images.shape)
-    alphas = (np.arange(steps, dtype=np.float32) + 0.5) / steps
-    total = np.zeros_like(images, dtype=np.float32)
-    for a in alphas:  # each step is one batched forward/backward pass over the chunk
-        total += input_gradients(model, baseline + a * (images - baseline), targets)
-    return ((images - baseline) * total / steps).sum(axis=-1)
-
-
 def _binary_as_two_class(model: keras.Model) -> keras.Model:
     """For Score-CAM: turn a one-logit model into logits [0, z] so softmax gives sigmoid(z)."""
     z = model.outputs[0]
@@ -160,104 +148,256 @@ def _binary_as_two_class(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, two, name=f"{model.name}_two_class")
 
 
-def _raw_chunk(model: keras.Model, images: np.ndarray, method: str, targets: np.ndarray, *,
-               layer, smooth_samples, smooth_noise, ig_steps, baseline, score_max_n
-               ) -> np.ndarray:
-    """Raw maps (n, H, W) of one chunk of images; ``targets`` is (n,) already validated."""
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+# --------------------------------------------------------------------------- the methods
+# Each takes the model prepared by its Method (the logit twin, or a guided clone), one chunk of
+# images (b, H, W, C) and their validated targets (b,), and returns raw maps (b, H, W).
+def _tf_keras_vis_gradient(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+                           smooth_samples: int = 0, smooth_noise: float = 0.20) -> np.ndarray:
     from tf_keras_vis.saliency import Saliency
+
+    score, _ = _scores(logits, targets)
+    return Saliency(logits, clone=False)(score, images, smooth_samples=smooth_samples,
+                                         smooth_noise=smooth_noise, normalize_map=False)
+
+
+def _vanilla(logits: keras.Model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    return _tf_keras_vis_gradient(logits, images, targets)
+
+
+def _gradxinput(logits: keras.Model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    return (input_gradients(logits, images, targets) * images).sum(-1)
+
+
+def _integrated_gradients(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+                          ig_steps: int = 32, baseline: np.ndarray | None = None) -> np.ndarray:
+    """Sum over channels of IG attributions (Sundararajan et al. 2017), midpoint Riemann sum."""
+    if baseline is None:
+        baseline = np.zeros_like(images)
+    else:
+        baseline = np.asarray(baseline, np.float32)
+        if baseline.shape not in (images.shape, images.shape[1:]):
+            raise ValueError(f"baseline must be one image {images.shape[1:]} or one per image "
+                             f"(n, H, W, C), got shape {baseline.shape}")
+        baseline = np.broadcast_to(baseline, images.shape)
+    alphas = (np.arange(ig_steps, dtype=np.float32) + 0.5) / ig_steps
+    total = np.zeros_like(images, dtype=np.float32)
+    for a in alphas:  # each step is one batched forward/backward pass over the chunk
+        total += input_gradients(logits, baseline + a * (images - baseline), targets)
+    return ((images - baseline) * total / ig_steps).sum(axis=-1)
+
+
+def _cam_args(layer: str | None) -> dict:
+    return {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
+
+
+def _gradcam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+             layer: str | None = None) -> np.ndarray:
+    from tf_keras_vis.gradcam import Gradcam
+
+    score, _ = _scores(logits, targets)
+    return Gradcam(logits, clone=False)(score, images, normalize_cam=False, **_cam_args(layer))
+
+
+def _gradcam_plus_plus(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+                       layer: str | None = None) -> np.ndarray:
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+
+    score, _ = _scores(logits, targets)
+    return GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False,
+                                                **_cam_args(layer))
+
+
+def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+              layer: str | None = None, score_max_n: int | None = 32) -> np.ndarray:
     from tf_keras_vis.scorecam import Scorecam
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    logits = logit_model(model)
     score, _ = _scores(logits, targets)
-    cam_args = {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
-    if method in ("vanilla", "smoothgrad"):
-        samples = smooth_samples if method == "smoothgrad" else 0
-        return Saliency(logits, clone=False)(score, images, smooth_samples=samples,
-                                             smooth_noise=smooth_noise, normalize_map=False)
-    if method == "gradxinput":
-        return (input_gradients(model, images, targets) * images).sum(-1)
-    if method == "integrated_gradients":
-        return _integrated_gradients(model, images, targets, ig_steps, baseline)
-    if method == "gradcam":
-        return Gradcam(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
-    if method == "gradcam++":
-        return GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False, **cam_args)
-    scored = logits  # scorecam
+    scored = logits
     if logits.outputs[0].shape[-1] == 1:
         scored, score = _binary_as_two_class(logits), CategoricalScore(targets.tolist())
     return Scorecam(scored, clone=False)(score, images, max_N=score_max_n, batch_size=32,
-                                         normalize_cam=False, **cam_args)
+                                         normalize_cam=False, **_cam_args(layer))
+
+
+def _guided_clone(model: keras.Model) -> keras.Model:
+    """A clone of ``model`` (current weights) with tf-keras-vis' guided-backprop ReLUs."""
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation
+
+    return Saliency(model, model_modifier=GuidedBackpropagation(), clone=True).model
+
+
+def _guided_backprop(guided: keras.Model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    return np.abs(input_gradients(guided, images, targets)).max(axis=-1)
 
 
 #: SmoothGrad chunks hold at most this many noisy input values at once (float64: 256 MB).
 SMOOTHGRAD_MAX_VALUES = 32 * 2**20
 
 
-def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
-            layer: str | None = None, smooth_samples: int = 20, smooth_noise: float = 0.20,
-            ig_steps: int = 32, baseline: np.ndarray | None = None, score_max_n: int | None = 32,
-            batch_size: int = 64, seed: int | None = 0) -> SaliencyResult:
-    """Saliency maps of ``model`` for a batch of images, computed ``batch_size`` images at a time.
+def _smoothgrad_batch(settings: Mapping, image_shape: tuple[int, ...]) -> int:
+    """tf-keras-vis holds all noisy copies of a chunk at once, as float64: cap the chunk."""
+    per_image = max(1, settings["smooth_samples"] * int(np.prod(image_shape)))
+    return max(1, SMOOTHGRAD_MAX_VALUES // per_image)
 
-    Parameters
-    ----------
-    images : (n, H, W, C) array, already preprocessed the way ``model`` expects.
-    method : one of :data:`METHODS`.
-    targets : class index per image (or one int for all). For a one-output sigmoid model,
-        1 explains the positive class (p) and 0 the negative one.
-    layer : convolution layer for the CAM methods (default: the last one, found by tf-keras-vis).
-    smooth_samples, smooth_noise : SmoothGrad sample count and noise s.d. as a fraction of each
-        image's value range (Smilkov et al. 2017 suggest 10-20 %).
-    ig_steps, baseline : Integrated Gradients path steps and baseline (default all zeros).
-    score_max_n : Score-CAM uses the ``score_max_n`` most variable channels (Faster-Score-CAM);
-        None uses all channels (slow).
-    batch_size : images per gradient call (bounds memory; results do not depend on it except
-        for SmoothGrad's random noise). SmoothGrad lowers it so that a chunk's noisy copies
-        stay under :data:`SMOOTHGRAD_MAX_VALUES` values (about 256 MB as float64).
-    seed : makes SmoothGrad's noise reproducible. NumPy's global generator (which tf-keras-vis
-        draws from) is seeded for this call only and restored afterwards; None leaves it alone.
+
+# --------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Method:
+    """A saliency method: its display name, its own settings and how to run it on a chunk.
+
+    Attributes:
+        name: display name for plots and tables.
+        run: ``run(prepared_model, images, targets, **settings) -> raw maps`` for one chunk.
+        settings: the method's settings and their defaults (read-only).
+        prepare: builds the model ``run`` gets, once per call (default: :func:`logit_model`).
+        signed: raw maps have both signs (normalised maps then show ``|raw|``).
+        global_rng: draws from NumPy's global generator (seeded for the call by :func:`compute`).
+        max_batch: ``max_batch(settings, image_shape) -> int`` caps the chunk size, or None.
+        per_image: settings that may hold one value per image (sliced with each chunk).
     """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"images must be a batch (n, H, W, C), got shape {images.shape}")
+
+    name: str
+    run: Callable[..., np.ndarray]
+    settings: Mapping[str, object] = field(default_factory=dict)
+    prepare: Callable[[keras.Model], keras.Model] | None = None
+    signed: bool = False
+    global_rng: bool = False
+    max_batch: Callable[[Mapping, tuple[int, ...]], int] | None = None
+    per_image: tuple[str, ...] = ()
+
+
+def _settings(**defaults: object) -> Mapping[str, object]:
+    return MappingProxyType(defaults)
+
+
+#: The methods, by id, in the order the course introduces them.
+METHODS: Mapping[str, Method] = MappingProxyType({
+    "vanilla": Method("Vanilla gradient", _vanilla),
+    "smoothgrad": Method("SmoothGrad", _tf_keras_vis_gradient,
+                         _settings(smooth_samples=20, smooth_noise=0.20), global_rng=True,
+                         max_batch=_smoothgrad_batch),
+    "gradxinput": Method("Gradient × input", _gradxinput, signed=True),
+    "integrated_gradients": Method("Integrated Gradients", _integrated_gradients,
+                                   _settings(ig_steps=32, baseline=None), signed=True,
+                                   per_image=("baseline",)),
+    "gradcam": Method("Grad-CAM", _gradcam, _settings(layer=None)),
+    "gradcam++": Method("Grad-CAM++", _gradcam_plus_plus, _settings(layer=None)),
+    "scorecam": Method("Score-CAM", _scorecam, _settings(layer=None, score_max_n=32)),
+    "guided_backprop": Method("Guided backprop", _guided_backprop, prepare=_guided_clone),
+})
+
+#: Display names by method id (apply them last, where a table or plot is shown).
+NAMES: Mapping[str, str] = MappingProxyType({k: m.name for k, m in METHODS.items()})
+
+
+def _method(method: str, settings: Mapping[str, object]) -> tuple[Method, dict]:
+    """The registry entry of ``method`` and its full settings (defaults + ``settings``)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    entry = METHODS[method]
+    unknown = sorted(set(settings) - set(entry.settings))
+    if unknown:
+        takes = ", ".join(entry.settings) or "no settings"
+        raise ValueError(f"{method} takes {takes}; got unknown settings {unknown}")
+    return entry, {**entry.settings, **settings}
+
+
+def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
+            batch_size: int = 64, seed: int | None = 0, **settings: object) -> SaliencyResult:
+    """Saliency maps of ``model`` for a batch of images, computed ``batch_size`` images at a time.
+
+    Args:
+        model: a Keras classifier; maps explain its pre-activation scores (logits).
+        images: (n, H, W, C) array, already preprocessed the way ``model`` expects.
+        method: a key of :data:`METHODS`.
+        targets: class index per image (or one int for all). For a one-output sigmoid model,
+            1 explains the positive class (p) and 0 the negative one.
+        batch_size: images per gradient call (bounds memory; results do not depend on it
+            except for SmoothGrad's random noise). SmoothGrad lowers it so that a chunk's
+            noisy copies stay under :data:`SMOOTHGRAD_MAX_VALUES` values (about 256 MB).
+        seed: makes SmoothGrad's noise reproducible. NumPy's global generator (which
+            tf-keras-vis draws from) is seeded for this call only and restored afterwards;
+            None leaves it alone.
+        **settings: the method's own settings (see ``METHODS[method].settings``):
+            ``smooth_samples``, ``smooth_noise`` (SmoothGrad: sample count and noise s.d. as a
+            fraction of each image's value range; Smilkov et al. 2017 suggest 10-20 %);
+            ``ig_steps``, ``baseline`` (Integrated Gradients: path steps and a baseline image
+            (H, W, C) or one per image (n, H, W, C), default all zeros); ``layer`` (the CAMs'
+            convolution layer, default the last one); ``score_max_n`` (Score-CAM uses the
+            ``score_max_n`` most variable channels, Faster-Score-CAM; None uses all, slow).
+
+    Returns:
+        :class:`SaliencyResult` with raw and normalised (n, H, W) maps.
+    """
+    images = _checks.images(images)
+    entry, full = _method(method, settings)
     _, target_arr = _scores(logit_model(model), targets)
     target_arr = np.broadcast_to(target_arr, (len(images),)).copy()
-    params: dict = {"targets": target_arr.tolist()}
+    if entry.max_batch is not None:
+        batch_size = min(batch_size, entry.max_batch(full, images.shape[1:]))
+    per_image = {k for k in entry.per_image if np.ndim(full[k]) == images.ndim}
     saved_rng = None
-    if method == "smoothgrad":
-        params |= {"smooth_samples": smooth_samples, "smooth_noise": smooth_noise}
-        # tf-keras-vis holds all noisy copies of a chunk at once, as float64
-        batch_size = max(1, min(batch_size, SMOOTHGRAD_MAX_VALUES // max(
-            1, smooth_samples * int(np.prod(images.shape[1:])))))
-        if seed is not None:  # tf-keras-vis draws its noise from NumPy's global generator:
-            saved_rng = np.random.get_state()  # seed it for this call only, then put it back
-            np.random.seed(seed)
-    params |= {"ig_steps": ig_steps} if method == "integrated_gradients" else {}
-    params |= {"max_N": score_max_n} if method == "scorecam" else {}
+    if entry.global_rng and seed is not None:
+        saved_rng = np.random.get_state()  # seed NumPy's global generator for this call only
+        np.random.seed(seed)
     start = time.perf_counter()
     try:
-        chunks = [np.asarray(_raw_chunk(model, images[i:i + batch_size], method,
-                                        target_arr[i:i + batch_size], layer=layer,
-                                        smooth_samples=smooth_samples, smooth_noise=smooth_noise,
-                                        ig_steps=ig_steps, baseline=baseline,
-                                        score_max_n=score_max_n), dtype=np.float32)
-                  .reshape(-1, *images.shape[1:3])
-                  for i in range(0, len(images), batch_size)]
+        prepared = (entry.prepare or logit_model)(model)
+        chunks = []
+        for sl in _checks.batches(len(images), batch_size):
+            chunk_settings = {k: (v[sl] if k in per_image else v) for k, v in full.items()}
+            raw = entry.run(prepared, images[sl], target_arr[sl], **chunk_settings)
+            chunks.append(np.asarray(raw, np.float32).reshape(-1, *images.shape[1:3]))
     finally:
         if saved_rng is not None:
             np.random.set_state(saved_rng)
     seconds = time.perf_counter() - start
     raw = np.concatenate(chunks)
-    signed = method in ("gradxinput", "integrated_gradients")
-    return SaliencyResult(method, raw, normalise(np.abs(raw) if signed else raw), seconds, params)
+    shown = metrics.minmax(np.abs(raw) if entry.signed else raw, np.float32)
+    used = {k: v for k, v in full.items() if k not in entry.per_image}
+    return SaliencyResult(method, raw, shown, seconds, {"targets": target_arr.tolist(), **used})
 
 
-def compute_many(model: keras.Model, images: np.ndarray, methods, targets, **kwargs
-                 ) -> dict[str, SaliencyResult]:
-    """:func:`compute` for several methods on the same batch: ``{method: SaliencyResult}``."""
-    return {m: compute(model, images, m, targets, **kwargs) for m in methods}
+@dataclass(frozen=True, eq=False)
+class Explainer:
+    """A saliency method with its settings fixed: ``explain(images, targets) -> raw maps``.
+
+    Made by :func:`explainer`. Calling it returns the raw (n, H, W) maps of :func:`compute`;
+    :meth:`explain` returns the whole :class:`SaliencyResult`. The model is used as it is at
+    call time (e.g. inside :func:`course_utils.sanity.randomised_layers`).
+    """
+
+    model: keras.Model
+    method: str
+    settings: Mapping[str, object]
+    batch_size: int = 64
+    seed: int | None = 0
+
+    @property
+    def name(self) -> str:
+        """The method's display name."""
+        return NAMES[self.method]
+
+    def explain(self, images: np.ndarray, targets) -> SaliencyResult:
+        """:func:`compute` with this explainer's method and settings."""
+        return compute(self.model, images, self.method, targets, batch_size=self.batch_size,
+                       seed=self.seed, **self.settings)
+
+    def __call__(self, images: np.ndarray, targets) -> np.ndarray:
+        """Raw (n, H, W) maps of ``images`` (n, H, W, C) for ``targets``."""
+        return self.explain(images, targets).raw
+
+
+def explainer(model: keras.Model, method: str, *, batch_size: int = 64, seed: int | None = 0,
+              **settings: object) -> Explainer:
+    """``method`` with its ``settings`` fixed, as a callable ``explain(images, targets)``.
+
+    Unknown methods and settings fail here, not at the first call. SmoothGrad is re-seeded with
+    ``seed`` on every call, so two batches of the same size and order (e.g. clean and perturbed
+    images) get the same noise draws: the difference between their maps is the images', not
+    SmoothGrad's sampling noise.
+    """
+    _method(method, settings)
+    return Explainer(model, method, MappingProxyType(dict(settings)), batch_size, seed)

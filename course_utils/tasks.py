@@ -64,7 +64,7 @@ def venv_dir(root: Path) -> Path:
 
 
 def venv_python(venv: Path, os_name: str = os.name) -> Path:
-    """The interpreter inside ``venv`` (``Scripts\\python.exe`` on Windows, ``bin/python`` elsewhere)."""
+    """The interpreter inside ``venv`` (``Scripts/python.exe`` on Windows, ``bin/python`` elsewhere)."""
     return venv / ("Scripts/python.exe" if os_name == "nt" else "bin/python")
 
 

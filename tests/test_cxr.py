@@ -1,4 +1,4 @@
-"""Tests for course_utils.cxr: the COVID-19 Radiography Database loader, split and tf.data pipelines.
+"""Tests for course_utils.cxr: the COVID-19 Radiography Database loader and the stratified split.
 
 All data is a tiny fake data set written to a temporary folder in the Kaggle layout;
 nothing touches the network or the real data.
@@ -18,7 +18,6 @@ from course_utils.cxr import (
     KAGGLE_DATASET,
     DatasetError,
     load_radiography,
-    make_dataset,
     read_xray,
     real_data_dir,
     stratified_split,
@@ -376,71 +375,6 @@ def test_stratified_split_reproducible_and_seeded():
 def test_stratified_split_validates_arguments(labels, fraction):
     with pytest.raises(ValueError):
         stratified_split(labels, test_fraction=fraction)
-
-
-# --------------------------------------------------------------------------- tf.data
-
-
-def _indexed_images(n: int = 10, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Image i is the constant i / 100, so batch order can be read back from pixel values."""
-    images = (np.arange(n, dtype=np.float32) / 100)[:, None, None, None] * np.ones((1, size, size, 1), np.float32)
-    return images, (np.arange(n) % 2).astype(np.int64)
-
-
-def _order(ds) -> list[int]:
-    return [int(round(v * 100)) for x, _ in ds.as_numpy_iterator() for v in x[:, 0, 0, 0]]
-
-
-def test_make_dataset_shapes_and_content():
-    images, labels = _indexed_images()
-    batches = list(make_dataset(images, labels, batch_size=4).as_numpy_iterator())
-    assert [x.shape for x, _ in batches] == [(4, 8, 8, 1), (4, 8, 8, 1), (2, 8, 8, 1)]
-    assert [y.shape for _, y in batches] == [(4, 1), (4, 1), (2, 1)]
-    assert all(x.dtype == np.float32 and y.dtype == np.float32 for x, y in batches)
-    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), images)
-    np.testing.assert_array_equal(np.concatenate([y for _, y in batches])[:, 0], labels)
-
-
-def test_make_dataset_shuffle_is_seeded():
-    images, labels = _indexed_images(20)
-    ds = make_dataset(images, labels, batch_size=6, shuffle=True, seed=1)
-    order = _order(ds)
-    assert sorted(order) == list(range(20)) and order != list(range(20))
-    assert _order(make_dataset(images, labels, batch_size=6, shuffle=True, seed=1)) == order
-    assert _order(make_dataset(images, labels, batch_size=6, shuffle=True, seed=2)) != order
-    assert _order(ds) != order  # reshuffled in the next epoch
-    for x, y in ds.as_numpy_iterator():  # labels stay paired with their images
-        np.testing.assert_array_equal(y[:, 0], np.round(x[:, 0, 0, 0] * 100) % 2)
-
-
-def test_augmentation_keeps_range_shape_and_laterality():
-    n, size = 16, 32
-    images = np.full((n, size, size, 1), 0.2, np.float32)
-    images[:, 4:28, 20:29] = 0.95  # bright block on the right
-    labels = np.ones(n)
-    ds = make_dataset(images, labels, batch_size=8, augment=True, seed=3)
-    out = np.concatenate([x for x, _ in ds.as_numpy_iterator()])
-    assert out.shape == images.shape and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
-    assert not np.allclose(out, images, atol=1e-3)  # something changed
-    # No flips: the bright block stays on the right and moves at most ~4 % of the side.
-    cols = np.arange(size)
-    bright = out[..., 0] > out[..., 0].mean(axis=(1, 2), keepdims=True)
-    centre = (bright.sum(axis=1) * cols).sum(axis=1) / bright.sum(axis=(1, 2))
-    assert np.all(np.abs(centre - 24.0) <= 0.04 * size + 1), centre
-    assert np.all(out[:, :, size // 2:].mean(axis=(1, 2, 3)) > out[:, :, : size // 2].mean(axis=(1, 2, 3)) + 0.2)
-    same = np.concatenate([x for x, _ in make_dataset(images, labels, batch_size=8, augment=True,
-                                                      seed=3).as_numpy_iterator()])
-    np.testing.assert_array_equal(out, same)  # seeded
-
-
-@pytest.mark.parametrize("images, labels, batch_size", [
-    (np.zeros((4, 8, 8)), np.zeros(4), 2), (np.zeros((4, 8, 8, 3)), np.zeros(4), 2),
-    (np.zeros((4, 8, 8, 1)), np.zeros(3), 2), (np.zeros((4, 8, 8, 1)), np.zeros(4), 0),
-])
-def test_make_dataset_validates_arguments(images, labels, batch_size):
-    with pytest.raises(ValueError):
-        make_dataset(images, labels, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- real_data_dir

@@ -42,13 +42,15 @@ def test_binary_report_counts_and_rates_match_a_hand_example():
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     probs = np.array([0.9, 0.8, 0.6, 0.3, 0.1, 0.2, 0.4, 0.45, 0.7, 0.05])
     r = metrics.binary_report(labels, probs, n_boot=200)
-    assert (r["tp"], r["fn"], r["tn"], r["fp"]) == (3, 1, 5, 1)
-    assert r["accuracy"] == 0.8 and r["sensitivity"] == 0.75 and r["specificity"] == 5 / 6
-    assert r["accuracy_lo"] < 0.8 < r["accuracy_hi"]
+    assert (r.tp, r.fn, r.tn, r.fp) == (3, 1, 5, 1)
+    assert r.accuracy.value == 0.8 and r.sensitivity.value == 0.75
+    assert r.specificity.value == 5 / 6
+    assert r.accuracy.lo < 0.8 < r.accuracy.hi
     # AUC by hand: of 24 positive/negative pairs, 20 are ordered correctly (0.3 loses to 0.4, 0.45
     # and 0.7; 0.6 loses to 0.7)
-    assert r["auc"] == pytest.approx(20 / 24)
-    assert r["auc_lo"] <= r["auc"] <= r["auc_hi"]
+    assert r.auc.value == pytest.approx(20 / 24)
+    assert r.auc.lo <= r.auc.value <= r.auc.hi
+    assert f"{r.accuracy:.1%}" == f"80.0% ({r.accuracy.lo:.1%}\u2013{r.accuracy.hi:.1%})"
 
 
 def test_binary_report_matches_the_articles_arithmetic():
@@ -56,7 +58,7 @@ def test_binary_report_matches_the_articles_arithmetic():
     labels = np.r_[np.ones(367), np.zeros(1014)]
     probs = np.r_[np.ones(321), np.zeros(46), np.zeros(991), np.ones(23)]
     r = metrics.binary_report(labels, probs, n_boot=10)
-    assert r["tp"] == 321 and r["fp"] == 23 and r["accuracy"] == pytest.approx(1312 / 1381)
+    assert r.tp == 321 and r.fp == 23 and r.accuracy.value == pytest.approx(1312 / 1381)
 
 
 def test_binary_report_rejects_bad_labels():
@@ -90,7 +92,8 @@ def test_region_attribution_of_a_map_equal_to_one_region():
     np.testing.assert_allclose(ra.area_share["outside body"], 1 - 64 / 100)
     assert ra.regions == ["lungs", "lesions", "body", "outside body"]
     # signed maps: |map| by default; absolute=False refuses negative values
-    np.testing.assert_allclose(metrics.region_attribution(-1.0 * masks["lungs"], masks).mass_share["lungs"], 1)
+    signed = metrics.region_attribution(-1.0 * masks["lungs"], masks)
+    np.testing.assert_allclose(signed.mass_share["lungs"], 1)
     with pytest.raises(ValueError, match="negative"):
         metrics.region_attribution(-1.0 * masks["lungs"], masks, absolute=False)
 
@@ -253,159 +256,6 @@ def test_jensen_shannon_clamp_follows_the_dial_code():
         metrics.jensen_shannon([1.5, -0.5], [0.5, 0.5])
     with pytest.raises(ValueError, match="same shape"):
         metrics.jensen_shannon([1.0, 0.0], [1.0, 0.0, 0.0])
-
-
-def test_prediction_and_saliency_divergence():
-    np.testing.assert_allclose(metrics.prediction_divergence([0.3, 1.0, 0.5], [0.3, 0.0, 0.9]),
-                               [0.0, np.log(2), metrics.jensen_shannon([0.5, 0.5], [0.9, 0.1])])
-    a = np.random.default_rng(1).random((3, 6, 6))
-    b = a.copy()
-    b[1] = np.roll(a[1], 3, axis=0)
-    b[2] = 0.0  # all-zero map: no distribution
-    d = metrics.saliency_divergence(a, 7 * b)  # scale does not matter: maps are divided by their sum
-    assert d[0] == pytest.approx(0.0, abs=1e-12) and d[1] > 0.01 and np.isnan(d[2])
-    disjoint = np.zeros((1, 4, 4, 3))
-    disjoint2 = disjoint.copy()
-    disjoint[0, :2, :, 0] = 1.0
-    disjoint2[0, 2:, :, 2] = -1.0  # |map|, summed over channels
-    assert metrics.saliency_divergence(disjoint, disjoint2)[0] == pytest.approx(np.log(2))
-    split, moved = np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))
-    split[0, 0, 0], split[0, 0, 1] = [1.0, 1.0], [2.0, 0.0]  # channels are summed, not maxed:
-    moved[0, 0, 0], moved[0, 0, 1] = [2.0, 0.0], [1.0, -1.0]  # both pixels hold mass 2 in both maps
-    assert metrics.saliency_divergence(split, moved)[0] == 0.0
-    with pytest.raises(ValueError, match="same shape"):
-        metrics.saliency_divergence(a, a[:, :5])
-
-
-def _coupled_case(n: int, seed: int = 0, channels: int | None = None):
-    """Maps whose pixel distribution is [p, 1 - p, 0, ...]: D_sal equals D_pred exactly."""
-    rng = np.random.default_rng(seed)
-    p_before, p_after = rng.uniform(0.05, 0.95, n), rng.uniform(0.05, 0.95, n)
-
-    def maps(p):
-        m = np.zeros((n, 4, 4, channels or 1))
-        m[:, 0, 0, 0], m[:, 3, 3, -1] = 5 * p, 5 * (1 - p)  # in different channels when C > 1
-        return m if channels else m[..., 0]
-    return p_before, p_after, maps(p_before), maps(p_after)
-
-
-def test_psc_of_perfectly_coupled_changes_is_one():
-    pb, pa, mb, ma = _coupled_case(50)
-    result = metrics.psc(pb, pa, mb, ma, n_boot=200)
-    np.testing.assert_allclose(result.d_sal, result.d_pred, rtol=1e-9, atol=1e-15)
-    assert result.r == pytest.approx(1.0) and result.ci_low == pytest.approx(1.0)
-    assert str(result).startswith("PSC = 1.00 (95% CI 1.00\u20131.00, n = 50)")
-    result4 = metrics.psc(pb, pa, *_coupled_case(50, channels=3)[2:], n_boot=50)  # (n, H, W, C)
-    assert result4.r == pytest.approx(1.0)
-
-
-def test_psc_equals_pearson_of_the_divergences_with_a_sane_ci():
-    rng = np.random.default_rng(2)
-    n = 200
-    pb, pa = rng.uniform(0, 1, n), rng.uniform(0, 1, n)
-    mb, ma = rng.random((n, 8, 8)), rng.random((n, 8, 8))
-    result = metrics.psc(pb, pa, mb, ma, n_boot=300, seed=1)
-    d_pred, d_sal = metrics.prediction_divergence(pb, pa), metrics.saliency_divergence(mb, ma)
-    expected = stats.pearsonr(d_pred, d_sal)
-    assert result.r == pytest.approx(expected.statistic, rel=1e-10)
-    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-8)
-    assert -1 <= result.ci_low <= result.r <= result.ci_high <= 1
-    assert result.n == n and result.d_pred.shape == result.d_sal.shape == (n,)
-    assert result.n_boot_valid == 300 and result.n_filled == 0
-    again = metrics.psc(pb, pa, mb, ma, n_boot=300, seed=1)
-    assert (again.r, again.ci_low, again.ci_high) == (result.r, result.ci_low, result.ci_high)
-    other = metrics.psc(pb, pa, mb, ma, n_boot=300, seed=2)
-    assert (other.ci_low, other.ci_high) != (result.ci_low, result.ci_high)
-
-
-def test_psc_of_shuffled_pairs_is_near_zero():
-    pb, pa, mb, ma = _coupled_case(2000, seed=3)
-    perm = np.random.default_rng(4).permutation(2000)
-    result = metrics.psc(pb, pa, mb[perm], ma[perm], n_boot=200)  # maps now belong to other images
-    assert abs(result.r) < 0.15
-    assert result.ci_low < 0 < result.ci_high
-
-
-def test_psc_replaces_nan_saliency_divergences_by_their_mean():
-    pb, pa, mb, ma = _coupled_case(20)
-    ma[4] = 0.0  # an all-zero map after the perturbation
-    result = metrics.psc(pb, pa, mb, ma, n_boot=50)
-    d_sal = metrics.saliency_divergence(mb, ma)
-    assert np.isnan(d_sal[4]) and result.n_filled == 1
-    assert result.d_sal[4] == pytest.approx(np.nanmean(d_sal))
-    assert result.r == pytest.approx(stats.pearsonr(result.d_pred, result.d_sal).statistic)
-
-
-def test_psc_constant_sides_raise():
-    pb, pa, mb, ma = _coupled_case(10)
-    with pytest.raises(ValueError, match="D_pred is constant"):
-        metrics.psc(pb, pb, mb, mb)  # nothing changed
-    with pytest.raises(ValueError, match="D_sal is constant"):
-        metrics.psc(pb, pa, mb, mb)  # the prediction moved, the maps did not
-    with pytest.raises(ValueError, match="all-zero"):
-        metrics.psc(pb, pa, mb, np.zeros_like(ma))
-
-
-def test_psc_rejects_bad_inputs():
-    pb, pa, mb, ma = _coupled_case(10)
-    cases = [
-        ((pb, pa[:9], mb, ma), "same shape"),
-        ((pb, pa, mb, ma[:, :3]), "same shape"),
-        ((pb, pa, mb[:9], ma[:9]), "10 images but maps_before has 9"),
-        ((pb[:2], pa[:2], mb[:2], ma[:2]), "at least 3"),
-        ((pb * 3, pa, mb, ma), r"probabilities in \[0, 1\]"),
-        ((np.where(pb > 0.5, np.nan, pb), pa, mb, ma), "finite"),
-        ((pb, pa, mb[:, 0], ma[:, 0]), r"\(n, H, W\) or \(n, H, W, C\)"),
-        ((pb, pa, np.where(mb > 1, np.inf, mb), ma), "NaN or inf"),
-    ]
-    for args, message in cases:
-        with pytest.raises(ValueError, match=message):
-            metrics.psc(*args, n_boot=10)
-    with pytest.raises(ValueError, match="n_boot"):
-        metrics.psc(pb, pa, mb, ma, n_boot=0)
-    assert metrics.psc(pb[:, None], pa[:, None], mb, ma, n_boot=10).n == 10  # (n, 1) model output
-
-
-def test_bootstrap_ci_constant_shrinking_and_deterministic():
-    assert metrics.bootstrap_ci(np.full(30, 2.5)) == (2.5, 2.5, 2.5)
-    rng = np.random.default_rng(5)
-    small, large = rng.normal(1, 1, 50), rng.normal(1, 1, 5000)
-    est_s, lo_s, hi_s = metrics.bootstrap_ci(small, n_boot=500)
-    est_l, lo_l, hi_l = metrics.bootstrap_ci(large, n_boot=500)
-    assert lo_s <= est_s <= hi_s and lo_l <= est_l <= hi_l
-    assert (hi_l - lo_l) < (hi_s - lo_s) / 5  # width ~ 1 / sqrt(n): 10x fewer -> about 1/10
-    assert (hi_l - lo_l) == pytest.approx(2 * 1.96 / np.sqrt(5000), rel=0.2)
-    assert metrics.bootstrap_ci(small, n_boot=500) == (est_s, lo_s, hi_s)
-    with_nan = np.r_[small, np.nan, np.nan]  # NaNs are ignored by the default nanmean
-    assert metrics.bootstrap_ci(with_nan, n_boot=500)[0] == pytest.approx(est_s)
-    est, lo, hi = metrics.bootstrap_ci(np.stack([small, small + 10], 1), n_boot=200)  # per column
-    assert est.shape == lo.shape == hi.shape == (2,) and est[1] == pytest.approx(est[0] + 10)
-    est_med = metrics.bootstrap_ci(small, statistic=np.nanmedian, n_boot=200)[0]
-    assert est_med == pytest.approx(np.median(small))
-    with pytest.raises(ValueError, match="confidence"):
-        metrics.bootstrap_ci(small, confidence=95)
-    with pytest.raises(ValueError, match="non-empty"):
-        metrics.bootstrap_ci(np.array([]))
-
-
-def test_bootstrap_ci_paired_correlations():
-    rng = np.random.default_rng(6)
-    x = rng.normal(size=300)
-    y = x + rng.normal(size=300)
-    est, lo, hi = metrics.bootstrap_ci_paired(x, y, n_boot=400)
-    assert est == pytest.approx(stats.pearsonr(x, y).statistic) and lo < est < hi
-    assert est == pytest.approx(1 / np.sqrt(2), abs=0.1)
-    rho = metrics.bootstrap_ci_paired(x, np.exp(y), "spearman", n_boot=100)[0]
-    assert rho == pytest.approx(stats.spearmanr(x, y).statistic)
-    assert metrics.bootstrap_ci_paired(x, 2 * x + 1, n_boot=100) == pytest.approx((1.0, 1.0, 1.0))
-    diff = metrics.bootstrap_ci_paired(x, y, lambda a, b: (b - a).mean(-1), n_boot=100)
-    assert diff[0] == pytest.approx((y - x).mean())
-    # three images: many resamples repeat one image (a constant side) and are skipped
-    assert metrics.bootstrap_ci_paired(x[:3], y[:3], n_boot=200)[1] >= -1
-    with pytest.raises(ValueError, match="finite"):
-        metrics.bootstrap_ci_paired(np.r_[x[:5], np.nan], y[:6])
-    with pytest.raises(ValueError, match="paired"):
-        metrics.bootstrap_ci_paired(x, y[:10])
 
 
 def test_region_table_bootstrap_interval_brackets_the_mean():

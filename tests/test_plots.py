@@ -10,8 +10,7 @@ import pandas as pd
 matplotlib.use("Agg")
 
 from course_utils import __main__ as cli  # noqa: E402
-from course_utils import images, plots  # noqa: E402
-
+from course_utils import images, metrics, plots  # noqa: E402
 
 
 def test_overlay_and_grid(saved):
@@ -48,9 +47,11 @@ def test_cxr_figures(saved):
     history = {"loss": [0.6, 0.4], "accuracy": [0.7, 0.8], "val_loss": [0.5, 0.45],
                "val_accuracy": [0.75, 0.8]}
     assert saved(plots.learning_curves(history), "curves")
-    report = {"tn": 3, "fp": 1, "fn": 1, "tp": 3, "auc": 0.8, "sensitivity": 0.75,
-              "specificity": 0.75}
-    fig = plots.confusion_and_roc(labels, rng.uniform(size=8), report)
+    probs = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.6, 0.3, 0.4])
+    report = metrics.binary_report(labels, probs, n_boot=20)
+    fig = plots.confusion_and_roc(labels, probs, report)
+    roc = fig.axes[1]
+    assert roc.get_legend().get_texts()[0].get_text() == f"AUC = {report.auc.value:.3f}"
     assert saved(fig, "roc")
 
 

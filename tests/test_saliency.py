@@ -4,26 +4,18 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from helpers import linear_model
 
-from course_utils import saliency
+from course_utils import metrics, saliency
 
 H = W = 8
-
-
-def _linear_model(weights: np.ndarray, activation: str) -> keras.Model:
-    """y = activation(flatten(x) @ weights): the gradient of its logit w.r.t. x is ``weights``."""
-    inputs = keras.Input((H, W, 3))
-    dense = keras.layers.Dense(weights.shape[1], activation=activation, use_bias=False)
-    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
-    dense.set_weights([weights])
-    return model
 
 
 @pytest.fixture(scope="module")
 def linear():
     w = np.random.default_rng(0).normal(size=(H * W * 3, 3)).astype(np.float32)
     x = np.random.default_rng(1).uniform(0, 1, size=(2, H, W, 3)).astype(np.float32)
-    return _linear_model(w, "softmax"), w.reshape(H, W, 3, 3), x
+    return linear_model(w, "softmax", input_shape=(H, W, 3)), w.reshape(H, W, 3, 3), x
 
 
 def test_vanilla_gradient_of_a_linear_model_is_abs_weights(linear):
@@ -68,7 +60,7 @@ def test_gradient_x_input_and_integrated_gradients_are_exact_for_linear(linear):
 
 def test_single_sigmoid_output_targets_both_classes():
     w = np.random.default_rng(2).normal(size=(H * W * 3, 1)).astype(np.float32)
-    model = _linear_model(w, "sigmoid")
+    model = linear_model(w, "sigmoid", input_shape=(H, W, 3))
     x = np.ones((1, H, W, 3), np.float32)
     pos = saliency.compute(model, x, "gradxinput", 1).raw
     neg = saliency.compute(model, x, "gradxinput", 0).raw
@@ -146,9 +138,10 @@ def test_smoothgrad_is_seeded_and_leaves_the_global_generators_alone(relu_cnn, m
     np.testing.assert_array_equal(d.raw, e.raw)
 
 
-def test_normalise_and_smooth():
+def test_minmax_and_smooth():
     maps = np.stack([np.arange(16.0).reshape(4, 4), np.full((4, 4), 3.0)])
-    out = saliency.normalise(maps)
+    out = metrics.minmax(maps, np.float32)
+    assert out.dtype == np.float32
     assert out[0].min() == 0 and out[0].max() == 1 and (out[1] == 0).all()  # flat map -> zeros
     spike = np.zeros((1, 9, 9))
     spike[0, 4, 4] = 1
@@ -160,14 +153,34 @@ def test_bad_calls_are_explained(linear):
     model, _, x = linear
     with pytest.raises(ValueError, match="unknown method"):
         saliency.compute(model, x, "lime", 0)
-    with pytest.raises(ValueError, match=r"batch \(n, H, W, C\)"):
+    with pytest.raises(ValueError, match=r"batch of shape \(n, H, W, C\)"):
         saliency.compute(model, x[0], "vanilla", 0)
     with pytest.raises(ValueError, match="class indices"):
         saliency.compute(model, x, "vanilla", 5)
 
 
-def test_compute_many_returns_each_method(linear):
+def test_each_method_takes_only_its_own_settings(linear):
     model, _, x = linear
-    out = saliency.compute_many(model, x, ["vanilla", "gradxinput"], 0)
-    assert list(out) == ["vanilla", "gradxinput"]
-    assert all(r.raw.shape == (2, H, W) and r.seconds >= 0 for r in out.values())
+    with pytest.raises(ValueError, match="unknown settings"):
+        saliency.compute(model, x, "vanilla", 0, smooth_samples=3)
+    with pytest.raises(ValueError, match="layer"):  # the message lists what the method takes
+        saliency.compute(model, x, "gradcam", 0, ig_steps=3)
+    res = saliency.explainer(model, "integrated_gradients", ig_steps=4).explain(x, 0)
+    assert res.settings["ig_steps"] == 4 and res.settings["targets"] == [0, 0]
+    assert set(saliency.NAMES) == set(saliency.METHODS)
+
+
+def test_integrated_gradients_takes_one_baseline_per_image_across_batches(linear):
+    """A per-image baseline (n, H, W, C) must follow its image into every batch (bug: it was
+    broadcast to the whole batch, which fails as soon as n > batch_size)."""
+    model, w, x = linear
+    x = np.concatenate([x, x[::-1], x])  # 6 images, batches of 4 and 2
+    baseline = np.random.default_rng(3).uniform(0, 1, x.shape).astype(np.float32)
+    ig = saliency.compute(model, x, "integrated_gradients", 0, ig_steps=4, baseline=baseline,
+                          batch_size=4)
+    expected = (w[None, ..., 0] * (x - baseline)).sum(-1)  # exact for a linear model
+    np.testing.assert_allclose(ig.raw, expected, rtol=1e-4, atol=1e-5)
+    one = saliency.compute(model, x, "integrated_gradients", 0, ig_steps=4,
+                           baseline=baseline[0], batch_size=4)  # one (H, W, C) baseline for all
+    np.testing.assert_allclose(one.raw, (w[None, ..., 0] * (x - baseline[0])).sum(-1),
+                               rtol=1e-4, atol=1e-5)

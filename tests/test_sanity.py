@@ -1,4 +1,4 @@
-"""Sanity checks, model variants, noise stability and tabular attributions (course_utils.sanity)."""
+"""Sanity checks of maps, similarity measures, model variants and noise stability."""
 from __future__ import annotations
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import data, metrics, models, saliency, sanity
+from course_utils import data, metrics, models, plots, saliency, sanity
 
 S = 32  # image side of the tiny CNNs
 
@@ -28,35 +28,35 @@ def _weights(model: keras.Model) -> list[np.ndarray]:
 # ------------------------------------------------------------------ similarity
 def test_a_map_is_perfectly_similar_to_itself():
     a = np.random.default_rng(1).normal(size=(3, 12, 12))
-    for name, values in sanity.similarities(a, a).items():
+    for name, values in metrics.similarities(a, a).items():
         np.testing.assert_allclose(values, 1.0, err_msg=name)
 
 
 def test_sign_flip_counts_only_for_signed_spearman():
     a = np.random.default_rng(2).normal(size=(2, 10, 10))
-    sim = sanity.similarities(a, -a)
+    sim = metrics.similarities(a, -a)
     np.testing.assert_allclose(sim["spearman"], -1.0)
     np.testing.assert_allclose(sim["spearman_abs"], 1.0)
     np.testing.assert_allclose(sim["ssim"], 1.0)  # SSIM compares |maps|
 
 
 def test_random_pairs_are_distinct_seeded_and_cover_the_images():
-    i, j = sanity.random_pairs(5, n_pairs=400, seed=3)
+    i, j = metrics.random_pairs(5, n_pairs=400, seed=3)
     assert i.shape == j.shape == (400,) and (i != j).all()
     assert set(i) == set(j) == set(range(5))
-    again = sanity.random_pairs(5, n_pairs=400, seed=3)
+    again = metrics.random_pairs(5, n_pairs=400, seed=3)
     np.testing.assert_array_equal(i, again[0])
     np.testing.assert_array_equal(j, again[1])
     with pytest.raises(ValueError, match="at least 2"):
-        sanity.random_pairs(1)
+        metrics.random_pairs(1)
 
 
 def test_random_pair_baseline_is_one_for_identical_images_and_near_zero_for_noise():
     same = np.broadcast_to(np.random.default_rng(4).normal(size=(9, 9)), (6, 9, 9))
-    for values in sanity.random_pair_baseline(same, n_pairs=20).values():
+    for values in metrics.random_pair_baseline(same, n_pairs=20).values():
         np.testing.assert_allclose(values, 1.0)
     noise = np.random.default_rng(5).normal(size=(20, 16, 16))
-    base = sanity.random_pair_baseline(noise, n_pairs=30)
+    base = metrics.random_pair_baseline(noise, n_pairs=30)
     assert abs(base["spearman"].mean()) < 0.05 and base["ssim"].mean() < 0.2
 
 
@@ -67,8 +67,9 @@ def test_map_agreement_tables_each_comparison_beside_the_baseline():
               "noise": {"vanilla": rng.normal(size=(8, 10, 10))}}
     table = sanity.map_agreement(ref, others, n_pairs=20, n_boot=50)
     assert set(table.columns) == {"method", "comparison", "measure", "mean", "lo", "hi"}
-    assert len(table) == 3 * 2 and set(table["method"]) == {"Vanilla gradient"}
-    t = table.set_index(["comparison", "measure"])["mean"]
+    assert len(table) == 3 * 2 and set(table["method"]) == {"vanilla"}
+    assert set(plots.named(table)["measure"]) == {"SSIM", "Spearman (abs)"}
+    t = plots.named(table).set_index(["comparison", "measure"])["mean"]
     assert t[("same", "SSIM")] == pytest.approx(1) and t[("same", "Spearman (abs)")] == pytest.approx(1)
     assert abs(t[("noise", "Spearman (abs)")]) < 0.1 and abs(t[("random pairs", "Spearman (abs)")]) < 0.1
     assert (table["lo"] <= table["mean"] + 1e-12).all() and (table["mean"] <= table["hi"] + 1e-12).all()
@@ -77,7 +78,7 @@ def test_map_agreement_tables_each_comparison_beside_the_baseline():
 # ------------------------------------------------------------------ rendering
 def test_render_variants_keep_ranks_but_change_the_picture():
     m = np.random.default_rng(6).lognormal(size=(40, 40))
-    v = sanity.render_variants(m)
+    v = plots.render_variants(m)
     assert set(v) == {"min-max", "clip at 99th pct", "square root", "log", "top 5 %", "Otsu"}
     for name, img in v.items():
         assert img.shape == m.shape and img.min() >= 0 and img.max() <= 1, name
@@ -89,7 +90,7 @@ def test_render_variants_keep_ranks_but_change_the_picture():
     hot = {k: (img > 0.5).mean() for k, img in v.items()}
     assert hot["log"] > 5 * hot["min-max"]
     with pytest.raises(ValueError, match="one"):
-        sanity.render_variants(np.zeros((2, 4, 4)))
+        plots.render_variants(np.zeros((2, 4, 4)))
 
 
 # ------------------------------------------------------------------ randomisation
@@ -168,40 +169,43 @@ def test_guided_backprop_passes_only_positive_gradients_through_relus():
     model = _two_unit_model(w1, w2)
     active = flat @ w1 > 0
     np.testing.assert_array_equal(active, [True, True, True, False])
-    guided = sanity.guided_backprop(model, x, 1)[0].reshape(-1)
+    guided = saliency.compute(model, x, "guided_backprop", 1).raw[0].reshape(-1)
     np.testing.assert_allclose(guided, np.abs(w1[:, [0, 2]] @ w2[[0, 2]]), rtol=1e-5)
     vanilla = saliency.compute(model, x, "vanilla", 1).raw[0].reshape(-1)
     np.testing.assert_allclose(vanilla, np.abs(w1[:, :3] @ w2[:3]), rtol=1e-5)
     # explaining the other class flips the incoming gradient: now only unit 1 passes
-    other = sanity.guided_backprop(model, x, 0)[0].reshape(-1)
+    other = saliency.compute(model, x, "guided_backprop", 0).raw[0].reshape(-1)
     np.testing.assert_allclose(other, np.abs(w1[:, 1] * w2[1]), rtol=1e-5)
     assert model.layers[2].activation is keras.activations.relu  # the original is untouched
 
 
 def test_guided_backprop_sees_the_current_weights(cnn, images):
-    before = sanity.guided_backprop(cnn, images[:2], 1)
+    before = saliency.compute(cnn, images[:2], "guided_backprop", 1).raw
     assert before.shape == (2, S, S) and (before >= 0).all()
     with sanity.randomised_layers(cnn, ["p_covid"], seed=3):
-        during = sanity.guided_backprop(cnn, images[:2], 1)
+        during = saliency.compute(cnn, images[:2], "guided_backprop", 1).raw
     assert not np.allclose(before, during)
-    np.testing.assert_allclose(sanity.guided_backprop(cnn, images[:2], 1), before, rtol=1e-5)
+    np.testing.assert_allclose(saliency.compute(cnn, images[:2], "guided_backprop", 1).raw, before, rtol=1e-5)
 
 
-def test_raw_maps_dispatches_every_method(cnn, images):
-    for method in sanity.SANITY_METHODS:
-        kw = {"smooth_samples": 2} if method == "smoothgrad" else {}
-        kw |= {"ig_steps": 4} if method == "integrated_gradients" else {}
-        kw |= {"score_max_n": 4} if method == "scorecam" else {}
-        maps = sanity.raw_maps(cnn, images[:2], method, 1, **kw)
+def test_the_registry_runs_every_method_through_one_explainer_shape(cnn, images):
+    settings = {"smoothgrad": {"smooth_samples": 2}, "integrated_gradients": {"ig_steps": 4},
+                "scorecam": {"score_max_n": 4}}
+    for method in saliency.METHODS:
+        explain = saliency.explainer(cnn, method, **settings.get(method, {}))
+        maps = explain(images[:2], 1)
         assert maps.shape == (2, S, S) and np.isfinite(maps).all(), method
+        np.testing.assert_array_equal(maps, saliency.compute(cnn, images[:2], method, 1,
+                                                             **settings.get(method, {})).raw)
     with pytest.raises(ValueError, match="unknown method"):
-        sanity.raw_maps(cnn, images, "occlusion", 1)
+        saliency.explainer(cnn, "occlusion")
 
 
 def test_cascading_randomisation_starts_at_one_and_restores_the_model(cnn, images):
     before = _weights(cnn)
-    res = sanity.cascading_randomisation(cnn, images, 1, ["vanilla", "guided_backprop"],
-                                         n_examples=2, n_pairs=10, n_boot=20)
+    explain = {m: saliency.explainer(cnn, m) for m in ("vanilla", "guided_backprop")}
+    res = sanity.cascading_randomisation(cnn, explain, images, 1, n_examples=2, n_pairs=10,
+                                         n_boot=20)
     assert res.steps == ["original", "p_covid", "+dense", "+last_conv", "+conv3", "+conv2", "+conv1"]
     first = res.scores[res.scores["step"] == "original"]
     np.testing.assert_allclose(first["mean"], 1.0)
@@ -211,20 +215,20 @@ def test_cascading_randomisation_starts_at_one_and_restores_the_model(cnn, image
     ok = res.scores.dropna(subset=["mean"])
     assert ((ok["mean"] >= -1) & (ok["mean"] <= 1) & (ok["lo"] <= ok["mean"] + 1e-12)).all()
     verdict = res.verdict()
-    assert list(verdict.index) == ["Vanilla gradient", "Guided backprop"]
-    assert verdict["passes (SSIM)"].dtype == bool and "SSIM: at +conv1" in verdict
+    assert list(verdict.index) == ["vanilla", "guided_backprop"]  # ids; names are for display
+    assert verdict[("ssim", "passes")].dtype == bool
+    assert list(plots.named(verdict).index) == ["Vanilla gradient", "Guided backprop"]
     scores = res.scores.set_index(["method", "step", "measure"])["mean"]
-    for method, label in (("vanilla", "Vanilla gradient"), ("guided_backprop", "Guided backprop")):
+    for method in ("vanilla", "guided_backprop"):
         at = scores[(method, "+dense", "ssim")]
-        head = res.verdict(by_step="+dense").loc[label]
-        assert head["SSIM: at +dense"] == at
-        assert head["passes (SSIM)"] == (at < res.baseline[method]["ssim"])
+        head = res.verdict(by_step="+dense").loc[method, "ssim"]
+        assert head["at step"] == at
+        assert head["passes"] == (at < res.baseline[method]["ssim"])
     with pytest.raises(ValueError, match="by_step"):
         res.verdict(by_step="original")
     for a, b in zip(before, cnn.get_weights()):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="unknown methods"):
-        sanity.cascading_randomisation(cnn, images, 1, ["lime"])
+
 
 
 # ------------------------------------------------------------------ other architecture
@@ -267,18 +271,21 @@ def test_variant_training_is_cached_and_reloaded():
 
 # ------------------------------------------------------------------ noise
 def test_noise_stability_of_unchanged_images_is_one(cnn, images):
-    table = sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla", "gradcam"],
-                                   n_pairs=10)
-    assert list(table.index) == ["Vanilla gradient", "Grad-CAM"]
-    np.testing.assert_allclose(table["Spearman: clean vs noisy"], 1.0)
-    np.testing.assert_allclose(table["SSIM: clean vs noisy"], 1.0)
-    assert (table["Spearman (abs): random pairs"] < 1).all() and (table["seconds per image"] > 0).all()
+    explain = {m: saliency.explainer(cnn, m) for m in ("vanilla", "gradcam")}
+    table = sanity.noise_stability(explain, images, images.copy(), 1, n_pairs=10)
+    assert list(table.index) == ["vanilla", "gradcam"]
+    np.testing.assert_allclose(table[("spearman", "clean vs noisy")], 1.0)
+    np.testing.assert_allclose(table[("ssim", "clean vs noisy")], 1.0)
+    assert (table[("spearman_abs", "random pairs")] < 1).all()
+    assert (table[("time", "seconds per image")] > 0).all()
     # precomputed clean maps are used as given (here: deliberately wrong ones, so it shows)
     fake = {"vanilla": np.random.default_rng(3).uniform(size=(len(images), S, S))}
-    reused = sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla"], clean_maps=fake, n_pairs=10)
-    assert reused.loc["Vanilla gradient", "Spearman: clean vs noisy"] < 0.5
+    vanilla = {"vanilla": explain["vanilla"]}
+    reused = sanity.noise_stability(vanilla, images, images.copy(), 1, clean_maps=fake, n_pairs=10)
+    assert reused.loc["vanilla", ("spearman", "clean vs noisy")] < 0.5
     with pytest.raises(ValueError, match="shape"):
-        sanity.noise_stability(cnn, images, images.copy(), 1, ["vanilla"], clean_maps={"vanilla": fake["vanilla"][:2]})
+        sanity.noise_stability(vanilla, images, images.copy(), 1,
+                               clean_maps={"vanilla": fake["vanilla"][:2]})
 
 
 def test_smoothgrad_curve_of_a_linear_model_is_perfectly_stable():
@@ -299,54 +306,6 @@ def test_smoothgrad_curve_of_a_relu_cnn_gets_more_stable_with_more_samples(cnn, 
     assert curve.loc[16, "run to run"] > curve.loc[1, "run to run"]
 
 
-# ------------------------------------------------------------------ tabular data
-def test_tabular_attribution_of_a_linear_model_is_w_times_x():
-    rng = np.random.default_rng(9)
-    w, b = rng.normal(size=5).astype(np.float32), np.float32(0.3)
-    inputs = keras.Input((5,))
-    dense = keras.layers.Dense(1, activation="sigmoid")
-    model = keras.Model(inputs, dense(inputs))
-    dense.set_weights([w[:, None], np.array([b])])
-    x = rng.normal(size=(7, 5)).astype(np.float32)
-    np.testing.assert_allclose(sanity.tabular_attributions(model, x), w * x, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(sanity.tabular_attributions(model, x, target=0), -w * x, rtol=1e-5,
-                               atol=1e-7)
-    with pytest.raises(ValueError, match="table"):
-        sanity.tabular_attributions(model, x[None])
-
-
-def test_permutation_importance_is_zero_for_ignored_columns():
-    inputs = keras.Input((3,))
-    dense = keras.layers.Dense(1, activation="sigmoid")
-    model = keras.Model(inputs, dense(inputs))
-    dense.set_weights([np.array([[4.0], [0.0], [0.0]], np.float32), np.zeros(1, np.float32)])
-    x = np.random.default_rng(10).normal(size=(200, 3)).astype(np.float32)
-    y = (x[:, 0] > 0).astype(int)
-    mean, std = sanity.permutation_importance(model, x, y, n_repeats=5)
-    assert mean.shape == std.shape == (3,)
-    assert mean[0] > 0.5 and mean[1] == mean[2] == 0.0
-
-
-def test_breast_cancer_split_is_standardised_and_labels_malignant_as_one():
-    split = sanity.load_breast_cancer_split()
-    assert split.x_train.shape[1] == split.x_test.shape[1] == len(split.features) == 30
-    assert len(split.y_train) + len(split.y_test) == 569
-    assert split.y_train.sum() + split.y_test.sum() == 212  # 212 malignant, 357 benign
-    np.testing.assert_allclose(split.x_train.mean(0), 0, atol=1e-5)
-    np.testing.assert_allclose(split.x_train.std(0), 1, atol=1e-3)
-    assert split.positive == "malignant"
-
-
-def test_tabular_mlp_learns_the_breast_cancer_set():
-    split = sanity.load_breast_cancer_split()
-    model = sanity.train_tabular_mlp(split, epochs=30)
-    p = sanity.predict_tabular(model, split.x_test)
-    np.testing.assert_allclose(p, models.predict_p(model, split.x_test), rtol=1e-5, atol=1e-6)
-    assert p.shape == split.y_test.shape and np.mean((p > 0.5) == split.y_test) > 0.9
-    attr = sanity.tabular_attributions(model, split.x_test)
-    assert attr.shape == split.x_test.shape and np.isfinite(attr).all()
-
-
 # ------------------------------------------------------------------ the notebook's plots
 def _saved(fig, tmp_path, name) -> bool:
     import matplotlib.pyplot as plt
@@ -363,25 +322,25 @@ def test_notebook_04_plots_draw_what_they_are_given(cnn, images, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from course_utils import plots
 
-    variants = sanity.render_variants(np.random.default_rng(0).lognormal(size=(S, S)))
+    variants = plots.render_variants(np.random.default_rng(0).lognormal(size=(S, S)))
     fig = plots.rendering_panels(images[0], {k: (v, "inferno") for k, v in variants.items()},
                                  outlines={"lungs": variants["Otsu"] > 0})
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["image", "min-max", "clip at 99th pct"]
     assert _saved(fig, tmp_path, "renderings")
 
-    ref = {"vanilla": sanity.raw_maps(cnn, images, "vanilla", 1)}
+    ref = {"vanilla": saliency.explainer(cnn, "vanilla")(images, 1)}
     table = sanity.map_agreement(ref, {"same": ref}, n_pairs=5, n_boot=10)
     fig = plots.similarity_bars(table)
     assert [ax.get_title() for ax in fig.axes] == ["Spearman (abs)", "SSIM"]
     assert len(fig.axes[0].patches) == 2  # one bar per comparison for one method
     assert _saved(fig, tmp_path, "bars")
 
-    res = sanity.cascading_randomisation(cnn, images, 1, ["vanilla", "gradcam"],
+    explain = {m: saliency.explainer(cnn, m) for m in ("vanilla", "gradcam")}
+    res = sanity.cascading_randomisation(cnn, explain, images, 1,
                                          layer_names=["p_covid", "dense"], n_pairs=5, n_boot=10)
-    fig = plots.randomisation_curves(res, labels=sanity.LABELS, ncols=2)
+    fig = plots.randomisation_curves(res, ncols=2)
     assert [ax.get_title() for ax in fig.axes] == ["Vanilla gradient", "Grad-CAM"]
     assert len(fig.axes[0].lines) == 3 + 3 + 1  # 3 curves, 3 baselines, the zero line
     assert _saved(fig, tmp_path, "cascade")

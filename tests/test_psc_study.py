@@ -1,6 +1,6 @@
-"""The PSC study orchestration, the reader quiz, Max-Sensitivity and their plots (course_utils.trust).
+"""The PSC study with explainers, the reader quiz, Max-Sensitivity and their plots.
 
-Known answers: maps built to change exactly with p give PSC = 1 through :func:`trust.psc_study`;
+Known answers: maps built to change exactly with p give PSC = 1 through :func:`psc.psc_study`;
 an explanation that is the image itself has Max-Sensitivity 2r/sqrt(3) / mean intensity under
 U(-r, r) noise; a constant explanation has Max-Sensitivity 0.
 """
@@ -13,26 +13,16 @@ import pytest
 
 matplotlib.use("Agg")
 
-from course_utils import paper, perturb, plots, saliency, trust  # noqa: E402
-from course_utils.models import build_cxr_cnn  # noqa: E402
+from helpers import SIDE as S  # noqa: E402
+from helpers import tiny_mlp, trained_square_cnn  # noqa: E402
 
-S = 32  # image side of the small test models
-
-
-def _mlp(seed: int, size: int = 8) -> keras.Model:
-    """A tiny random ReLU network with a sigmoid output."""
-    init = keras.initializers.GlorotNormal(seed=seed)
-    inputs = keras.Input((size, size, 1))
-    h = keras.layers.Dense(16, activation="relu", kernel_initializer=init)(
-        keras.layers.Flatten()(inputs))
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid",
-                                                  kernel_initializer=init)(h))
+from course_utils import metrics, paper, perturb, plots, psc, saliency  # noqa: E402
 
 
-def _coupled_explainer(model: keras.Model) -> trust.Explainer:
+def _coupled_explainer(model: keras.Model) -> psc.Explain:
     """Maps whose pixel distribution is [p, 1 - p, 0, ...]: D_sal = D_pred exactly."""
 
-    def explain(images: np.ndarray) -> np.ndarray:
+    def explain(images: np.ndarray, targets: object) -> np.ndarray:
         p = model.predict(images, verbose=0)[:, 0].astype(np.float64)
         maps = np.zeros(images.shape[:3], np.float32)
         maps[:, 0, 0], maps[:, -1, -1] = 3 * p, 3 * (1 - p)
@@ -41,7 +31,8 @@ def _coupled_explainer(model: keras.Model) -> trust.Explainer:
     return explain
 
 
-def _fake_attack(method: str, n: int = 12, seed: int = 0, size: int = 8) -> tuple[np.ndarray, perturb.AttackResult]:
+def _fake_attack(method: str, n: int = 12, seed: int = 0, size: int = 8
+                 ) -> tuple[np.ndarray, perturb.AttackResult]:
     """Clean images and an AttackResult with random probabilities, built without a model."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.2, 0.8, (n, size, size, 1)).astype(np.float32)
@@ -51,7 +42,7 @@ def _fake_attack(method: str, n: int = 12, seed: int = 0, size: int = 8) -> tupl
                                    np.empty((0, n)), 0.0)
 
 
-def _shifting_explainer(images: np.ndarray) -> np.ndarray:
+def _shifting_explainer(images: np.ndarray, targets: object = None) -> np.ndarray:
     """A map that moves with the image (positive everywhere): |x| + 0.1."""
     return np.abs(images[..., 0]) + 0.1
 
@@ -59,18 +50,7 @@ def _shifting_explainer(images: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def cnn() -> tuple[keras.Model, np.ndarray]:
     """The course CNN at 32 px, trained for a few seconds to tell a bright square from a dark one."""
-    rng = np.random.default_rng(0)
-    n = 524
-    x = rng.uniform(0.2, 0.6, (n, S, S, 1)).astype(np.float32)
-    y = rng.integers(0, 2, n)
-    x[:, 16:28, 16:28, 0] += (rng.uniform(0.02, 0.12, n) * (2 * y - 1))[:, None, None]
-    x = np.clip(x, 0, 1)
-    keras.utils.set_random_seed(0)
-    model = build_cxr_cnn(S, seed=0, width=16)
-    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
-    model.fit(x[:512], y[:512].astype(np.float32), epochs=3, batch_size=64, verbose=0)
-    assert ((model.predict(x[512:], verbose=0)[:, 0] >= 0.5) == y[512:]).mean() >= 0.75
-    return model, x[512:]
+    return trained_square_cnn()
 
 
 OPTIONS = {"smoothgrad": {"smooth_samples": 3}, "integrated_gradients": {"ig_steps": 4},
@@ -78,32 +58,36 @@ OPTIONS = {"smoothgrad": {"smooth_samples": 3}, "integrated_gradients": {"ig_ste
 
 
 # --------------------------------------------------------------------------- explainers
-def test_explainers_give_raw_maps_of_the_positive_class_and_are_deterministic(cnn):
+def _explainers(model: keras.Model) -> dict[str, saliency.Explainer]:
+    return {m: saliency.explainer(model, m, **OPTIONS.get(m, {})) for m in psc.METHODS}
+
+
+def test_explainers_give_raw_maps_and_are_deterministic(cnn):
     model, x = cnn
-    explain = trust.explainers(model, options=OPTIONS)
-    assert tuple(explain) == trust.PSC_METHODS
+    explain = _explainers(model)
     for method, f in explain.items():
-        maps = f(x[:4])
+        maps = f(x[:4], 1)
         assert maps.shape == (4, S, S) and maps.dtype == np.float32 and np.isfinite(maps).all()
-        np.testing.assert_array_equal(maps, f(x[:4]))  # SmoothGrad re-seeded: same noise
-    np.testing.assert_allclose(explain["vanilla"](x[:4]),
+        np.testing.assert_array_equal(maps, f(x[:4], 1))  # SmoothGrad re-seeded: same noise
+        assert f.name == saliency.NAMES[method]
+    np.testing.assert_allclose(explain["vanilla"](x[:4], 1),
                                np.abs(saliency.input_gradients(model, x[:4], 1)[..., 0]), rtol=1e-5)
 
 
-def test_explainers_reject_unknown_methods_and_options(cnn):
+def test_explainers_reject_unknown_methods_and_settings(cnn):
     model, _ = cnn
     with pytest.raises(ValueError, match="unknown method"):
-        trust.explainers(model, ["vanilla", "lime"])
-    with pytest.raises(ValueError, match="options given for methods"):
-        trust.explainers(model, ["vanilla"], options={"smoothgrad": {"smooth_samples": 2}})
+        saliency.explainer(model, "lime")
+    with pytest.raises(ValueError, match="unknown settings"):  # SmoothGrad's, not vanilla's
+        saliency.explainer(model, "vanilla", smooth_samples=2)
 
 
 # --------------------------------------------------------------------------- psc_study
 def test_maps_that_change_exactly_with_p_give_psc_one_through_the_study():
-    model = _mlp(seed=1)
+    model = tiny_mlp(seed=1)
     x = np.random.default_rng(2).uniform(0, 1, (24, 8, 8, 1)).astype(np.float32)
     attack = perturb.pgd(model, x, 0.1, steps=3)
-    study = trust.psc_study({"coupled": _coupled_explainer(model)}, x, attack, n_boot=200, seed=3)
+    study = psc.psc_study({"coupled": _coupled_explainer(model)}, x, attack, n_boot=200, seed=3)
     np.testing.assert_allclose(study.d_sal("coupled"), study.d_pred, rtol=1e-5, atol=1e-9)
     result = study.psc["coupled"]
     assert result.r == pytest.approx(1.0, abs=1e-6)
@@ -113,23 +97,23 @@ def test_maps_that_change_exactly_with_p_give_psc_one_through_the_study():
 
 def test_psc_study_shapes_determinism_and_reuse_of_the_clean_maps(cnn):
     model, x = cnn
-    explain = trust.explainers(model, options=OPTIONS)
+    explain = _explainers(model)
     attack = perturb.prediction_attack(model, x, eps=0.05, steps=3)
-    study = trust.psc_study(explain, x, attack, n_boot=100, seed=0)
+    study = psc.psc_study(explain, x, attack, n_boot=100, seed=0)
     assert study.criterion == "sensitivity" and study.name == "prediction attack"
-    assert set(study.maps_before) == set(study.maps_after) == set(study.psc) == set(trust.PSC_METHODS)
-    for m in trust.PSC_METHODS:
+    assert set(study.maps_before) == set(study.maps_after) == set(study.psc) == set(psc.METHODS)
+    for m in psc.METHODS:
         assert study.maps_before[m].shape == study.maps_after[m].shape == (len(x), S, S)
         r = study.psc[m]
         assert -1 <= r.r <= 1 and r.ci_low <= r.ci_high and r.d_sal.shape == (len(x),)
         np.testing.assert_array_equal(r.d_pred, study.d_pred)
-    again = trust.psc_study(explain, x, attack, n_boot=100, seed=0)
-    for m in trust.PSC_METHODS:
+    again = psc.psc_study(explain, x, attack, n_boot=100, seed=0)
+    for m in psc.METHODS:
         np.testing.assert_array_equal(again.maps_after[m], study.maps_after[m])
         assert (again.psc[m].r, again.psc[m].ci_low) == (study.psc[m].r, study.psc[m].ci_low)
     calls = []
-    counting = {"vanilla": lambda imgs: calls.append(len(imgs)) or explain["vanilla"](imgs)}
-    reused = trust.psc_study(counting, x, attack, maps_before=study.maps_before, n_boot=100)
+    counting = {"vanilla": lambda imgs, t: calls.append(len(imgs)) or explain["vanilla"](imgs, t)}
+    reused = psc.psc_study(counting, x, attack, maps_before=study.maps_before, n_boot=100)
     assert calls == [len(x)]  # only the perturbed images were explained
     assert reused.psc["vanilla"].r == pytest.approx(study.psc["vanilla"].r)
 
@@ -137,11 +121,11 @@ def test_psc_study_shapes_determinism_and_reuse_of_the_clean_maps(cnn):
 def test_psc_study_rejects_mismatched_inputs():
     x, attack = _fake_attack("noise")
     with pytest.raises(ValueError, match="differ"):
-        trust.psc_study({"m": _shifting_explainer}, x[:5], attack)
+        psc.psc_study({"m": _shifting_explainer}, x[:5], attack)
     with pytest.raises(ValueError, match="expected maps of shape"):
-        trust.psc_study({"m": lambda imgs: imgs[..., 0][:, :4]}, x, attack)
+        psc.psc_study({"m": lambda imgs, t: imgs[..., 0][:, :4]}, x, attack)
     with pytest.raises(ValueError, match="empty"):
-        trust.psc_study({}, x, attack)
+        psc.psc_study({}, x, attack)
 
 
 # --------------------------------------------------------------------------- tables
@@ -149,12 +133,13 @@ def test_psc_table_columns_criteria_and_the_papers_numbers():
     studies = []
     for method in ("prediction_attack", "explanation_attack", "noise"):
         x, attack = _fake_attack(method, seed=len(studies))
-        studies.append(trust.psc_study({"vanilla": _shifting_explainer, "mine": _shifting_explainer},
+        studies.append(psc.psc_study({"vanilla": _shifting_explainer, "mine": _shifting_explainer},
                                        x, attack, n_boot=50))
-    table = trust.psc_table(studies)
-    assert list(table.columns) == list(trust.PSC_COLUMNS) and len(table) == 6
+    table = psc.psc_table(studies)
+    assert list(table.columns) == list(psc.COLUMNS) and len(table) == 6
     assert list(table["criterion"]) == ["sensitivity"] * 2 + ["robustness"] * 2 + ["reference"] * 2
-    assert list(table["method"][:2]) == ["Vanilla gradient", "mine"]  # readable names where known
+    assert list(table["method"][:2]) == ["vanilla", "mine"]  # ids; names are applied for display
+    assert list(plots.named(table)["method"][:2]) == ["Vanilla gradient", "mine"]
     sens = table[table["criterion"] == "sensitivity"].iloc[0]
     rob = table[table["criterion"] == "robustness"].iloc[0]
     assert tuple(sens[["paper max PSC", "paper CI low", "paper CI high"]]) == paper.PSC["sensitivity"]
@@ -172,15 +157,15 @@ def test_psc_table_columns_criteria_and_the_papers_numbers():
 
 def test_imperceptibility_table():
     x, attack = _fake_attack("noise", size=16)
-    study = trust.psc_study({"m": _shifting_explainer}, x, attack, n_boot=20)
-    table = trust.imperceptibility_table({s.name: (s.x, s.attack) for s in [study]})
+    study = psc.psc_study({"m": _shifting_explainer}, x, attack, n_boot=20)
+    table = perturb.imperceptibility_table({s.name: (s.x, s.attack) for s in [study]})
     assert list(table.index) == ["noise"]
     assert list(table.columns) == ["eps", "max L∞", "mean PSNR (dB)", "min PSNR (dB)", "mean SSIM",
                                    "min SSIM"]
     row = table.loc["noise"]
     assert row["max L∞"] <= 0.02 + 1e-6 and row["mean PSNR (dB)"] > 30 and 0 < row["min SSIM"] <= 1
     assert row["min PSNR (dB)"] <= row["mean PSNR (dB)"]
-    same = trust.imperceptibility_table({"none": (x, perturb.random_noise(_mlp(0, size=16), x, 0.0))})
+    same = perturb.imperceptibility_table({"none": (x, perturb.random_noise(tiny_mlp(0, size=16), x, 0.0))})
     assert same.loc["none", "max L∞"] == 0 and same.loc["none", "min SSIM"] == pytest.approx(1)
 
 
@@ -193,7 +178,7 @@ def _twins(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
 
 def test_each_quiz_pair_holds_one_clean_and_one_perturbed_image():
     clean, perturbed = _twins()
-    quiz = trust.make_quiz(clean, perturbed, 7, kinds=[f"k{i}" for i in range(10)], seed=1)
+    quiz = perturb.make_quiz(clean, perturbed, 7, kinds=[f"k{i}" for i in range(10)], seed=1)
     assert len(quiz) == 7 and quiz.left.shape == quiz.right.shape == (7, 6, 6, 1)
     assert len(set(quiz.source.tolist())) == 7  # distinct images
     for i, (src, on_right) in enumerate(zip(quiz.source, quiz.perturbed_right)):
@@ -208,11 +193,11 @@ def test_each_quiz_pair_holds_one_clean_and_one_perturbed_image():
 
 def test_quiz_answers_are_reproducible_from_the_seed_and_scored():
     clean, perturbed = _twins()
-    a, b = trust.make_quiz(clean, perturbed, 6, seed=5), trust.make_quiz(clean, perturbed, 6, seed=5)
+    a, b = perturb.make_quiz(clean, perturbed, 6, seed=5), perturb.make_quiz(clean, perturbed, 6, seed=5)
     assert a.answers == b.answers and np.array_equal(a.source, b.source)
     np.testing.assert_array_equal(a.left, b.left)
     assert a.answers.count("R") == 3
-    others = {trust.make_quiz(clean, perturbed, 6, seed=s).answers for s in range(20)}
+    others = {perturb.make_quiz(clean, perturbed, 6, seed=s).answers for s in range(20)}
     assert len(others) > 5  # the seed matters
     assert a.score(a.answers) == 1.0 and a.score(a.answers.lower()) == 1.0
     flipped = "".join("L" if c == "R" else "R" for c in a.answers)
@@ -227,81 +212,80 @@ def test_quiz_answers_are_reproducible_from_the_seed_and_scored():
 def test_make_quiz_rejects_bad_inputs():
     clean, perturbed = _twins()
     with pytest.raises(ValueError, match="twin batches"):
-        trust.make_quiz(clean, perturbed[:5], 3)
+        perturb.make_quiz(clean, perturbed[:5], 3)
     with pytest.raises(ValueError, match="n_pairs"):
-        trust.make_quiz(clean, perturbed, 11)
+        perturb.make_quiz(clean, perturbed, 11)
     with pytest.raises(ValueError, match="kinds"):
-        trust.make_quiz(clean, perturbed, 3, kinds=["a"])
+        perturb.make_quiz(clean, perturbed, 3, kinds=["a"])
 
 
 # --------------------------------------------------------------------------- Max-Sensitivity
 def test_max_sensitivity_of_the_image_itself_matches_the_uniform_noise_norm():
     x = np.full((3, 32, 32, 1), 0.5, np.float32)
-    sens = trust.max_sensitivity(lambda imgs: imgs[..., 0], x, radius=0.1, n_samples=4, seed=0,
-                                 clip=False)
+    sens = metrics.max_sensitivity(lambda imgs, t: imgs[..., 0], x, 1, radius=0.1, n_samples=4,
+                                   seed=0, clip=False)
     # ||u|| / ||x|| with u ~ U(-r, r) per pixel: sqrt(r^2 / 3) / 0.5 = 2 r / sqrt(3) (1024 pixels)
     np.testing.assert_allclose(sens.mean, 2 * 0.1 / np.sqrt(3), rtol=0.03)
     assert (sens.max >= sens.mean).all() and sens.max.shape == (3,)
     assert (sens.radius, sens.n_samples) == (0.1, 4)
-    scaled = trust.max_sensitivity(lambda imgs: 7 * imgs[..., 0], x, radius=0.1, n_samples=4,
-                                   seed=0, clip=False)
+    scaled = metrics.max_sensitivity(lambda imgs, t: 7 * imgs[..., 0], x, 1, radius=0.1,
+                                     n_samples=4, seed=0, clip=False)
     np.testing.assert_allclose(scaled.max, sens.max, rtol=1e-5)  # invariant to the map's scale
-    again = trust.max_sensitivity(lambda imgs: imgs[..., 0], x, radius=0.1, n_samples=4, seed=0,
-                                  clip=False)
+    again = metrics.max_sensitivity(lambda imgs, t: imgs[..., 0], x, 1, radius=0.1, n_samples=4,
+                                    seed=0, clip=False)
     np.testing.assert_array_equal(again.max, sens.max)  # seeded
 
 
 def test_max_sensitivity_of_constant_zero_and_single_sample_explanations():
     x = np.random.default_rng(0).uniform(0, 1, (4, 8, 8, 1)).astype(np.float32)
-    const = trust.max_sensitivity(lambda imgs: np.ones(imgs.shape[:3]), x, n_samples=3)
+    const = metrics.max_sensitivity(lambda imgs, t: np.ones(imgs.shape[:3]), x, 1, n_samples=3)
     np.testing.assert_array_equal(const.max, 0.0)
-    zero = trust.max_sensitivity(lambda imgs: np.zeros(imgs.shape[:3]), x, n_samples=2)
+    zero = metrics.max_sensitivity(lambda imgs, t: np.zeros(imgs.shape[:3]), x, 1, n_samples=2)
     assert np.isnan(zero.max).all()
-    one = trust.max_sensitivity(lambda imgs: imgs[..., 0] ** 2, x, n_samples=1)
+    one = metrics.max_sensitivity(lambda imgs, t: imgs[..., 0] ** 2, x, 1, n_samples=1)
     np.testing.assert_array_equal(one.max, one.mean)
     seen = []
-    trust.max_sensitivity(lambda imgs: seen.append(imgs.copy()) or imgs[..., 0], x, radius=0.3,
-                          n_samples=2)
+    metrics.max_sensitivity(lambda imgs, t: seen.append(imgs.copy()) or imgs[..., 0], x, 1,
+                            radius=0.3, n_samples=2)
     assert len(seen) == 3 and all(s.shape == x.shape for s in seen)  # one batched call per draw
     assert all(s.min() >= 0 and s.max() <= 1 for s in seen)  # clipped to [0, 1]
     assert np.abs(seen[1] - x).max() <= 0.3 + 1e-6
     for bad in ({"radius": 0}, {"n_samples": 0}, {"n_samples": 1.5}):
         with pytest.raises(ValueError):
-            trust.max_sensitivity(lambda imgs: imgs[..., 0], x, **bad)
+            metrics.max_sensitivity(lambda imgs, t: imgs[..., 0], x, 1, **bad)
     with pytest.raises(ValueError, match="batch"):
-        trust.max_sensitivity(lambda imgs: imgs[..., 0], x[0])
+        metrics.max_sensitivity(lambda imgs, t: imgs[..., 0], x[0], 1)
 
 
 def test_max_sensitivity_of_saliency_methods_on_a_cnn(cnn):
     model, x = cnn
-    explain = trust.explainers(model, ["vanilla", "gradcam"], options={"gradcam": {"layer": "last_conv"}})
-    for f in explain.values():
-        sens = trust.max_sensitivity(f, x[:4], radius=0.05, n_samples=2)
+    explain = [saliency.explainer(model, "vanilla"),
+               saliency.explainer(model, "gradcam", layer="last_conv")]
+    for f in explain:
+        sens = metrics.max_sensitivity(f, x[:4], 1, radius=0.05, n_samples=2)
         finite = np.isfinite(sens.max)
         assert finite.any() and (sens.max[finite] >= sens.mean[finite]).all()
         assert (sens.mean[finite] >= 0).all()
 
 
-
 def test_notebook_05_plots(saved):
     plots.use_style()
     x, attack = _fake_attack("explanation_attack", n=6, size=16)
-    study = trust.psc_study({"vanilla": _shifting_explainer, "other": lambda i: i[..., 0] ** 2 + 0.1},
+    study = psc.psc_study({"vanilla": _shifting_explainer, "other": lambda i, t: i[..., 0] ** 2 + 0.1},
                             x, attack, n_boot=20)
-    maps = {m: saliency.normalise(v[:2]) for m, v in study.maps_before.items()}
-    after = {m: saliency.normalise(v[:2]) for m, v in study.maps_after.items()}
+    maps = {m: metrics.minmax(v[:2]) for m, v in study.maps_before.items()}
+    after = {m: metrics.minmax(v[:2]) for m, v in study.maps_after.items()}
     fig = plots.attack_examples(x[:2], attack.x_adv[:2], attack.p_before[:2], attack.p_after[:2],
                                 maps, after, target=perturb.patch_target((16, 16)) > 0,
                                 row_titles=["a", "b"])
     assert len(fig.axes) == 2 * 7 and fig.axes[0].get_title().startswith("clean")
     assert fig.axes[2].get_title().startswith("difference ×")
     assert saved(fig, "examples")
-    fig = plots.psc_scatter({"attack": study.psc, "again": {"vanilla": study.psc["vanilla"]}},
-                            saliency.LABELS)
+    fig = plots.psc_scatter({"attack": study.psc, "again": {"vanilla": study.psc["vanilla"]}})
     assert len(fig.axes) == 4 and fig.axes[0].get_title().startswith("Vanilla gradient\nPSC = ")
     assert not fig.axes[3].axison  # "again" has no "other" method
     assert saved(fig, "scatter")
-    quiz = trust.make_quiz(x, attack.x_adv, 5, seed=0)
+    quiz = perturb.make_quiz(x, attack.x_adv, 5, seed=0)
     fig = plots.quiz_pairs(quiz.left, quiz.right)
     assert [a.get_title() for a in fig.axes[:2]] == ["pair 1: L", "pair 1: R"]
     assert saved(fig, "quiz")

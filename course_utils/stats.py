@@ -1,0 +1,187 @@
+"""Estimates with confidence intervals: the bootstrap, correlations along an axis, :class:`Estimate`.
+
+Every interval in the course comes from here: the percentile bootstrap over images
+(:func:`bootstrap_ci`, :func:`bootstrap_ci_paired`, and the lower-level :func:`bootstrap`) and
+Wilson intervals for proportions (:func:`proportion`). Results are :class:`Estimate` tuples
+``(value, lo, hi)`` that format themselves as "value (lo–hi)"; formatting happens where a
+notebook prints, never inside the computation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as sp_stats
+
+from . import _checks
+
+
+class Estimate(NamedTuple):
+    """A value with the bounds of its confidence interval.
+
+    A tuple, so ``value, lo, hi = estimate`` works; ``format(estimate, ".2f")`` (or an
+    f-string) applies the format to all three numbers and gives "0.25 (0.12–0.38)";
+    ``str(estimate)`` uses ``.3g``. The fields may be arrays (one interval per column).
+    """
+
+    value: float | np.ndarray
+    lo: float | np.ndarray
+    hi: float | np.ndarray
+
+    def __format__(self, spec: str) -> str:
+        """Format as "value (lo–hi)" with ``spec`` applied to each number."""
+        spec = spec or ".3g"
+        return f"{self.value:{spec}} ({self.lo:{spec}}\u2013{self.hi:{spec}})"
+
+    def __str__(self) -> str:
+        """The estimate as "value (lo–hi)" with three significant digits."""
+        return format(self)
+
+
+def nanmean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """:func:`numpy.nanmean` without the warning for an all-NaN slice (which gives NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=axis)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r along the last axis (vectorised); NaN where either side is constant."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    constant = (x == x[..., :1]).all(-1) | (y == y[..., :1]).all(-1)
+    xc = x - x.mean(-1, keepdims=True)
+    yc = y - y.mean(-1, keepdims=True)
+    den = np.sqrt((xc * xc).sum(-1) * (yc * yc).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip((xc * yc).sum(-1) / den, -1.0, 1.0)
+    return np.where(constant | ~(den > 0), np.nan, r)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman rho along the last axis (average ranks for ties); NaN where a side is constant."""
+    return pearson(sp_stats.rankdata(x, axis=-1), sp_stats.rankdata(y, axis=-1))
+
+
+def bootstrap(n: int, n_boot: int, seed: int, values_per_draw: int,
+              stat_of_indices: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Bootstrap distribution of a statistic over ``n`` items resampled with replacement.
+
+    Args:
+        n: items (images, cases) to resample.
+        n_boot: resamples.
+        seed: for NumPy's ``default_rng``.
+        values_per_draw: values one resample touches, to size memory-bounded chunks.
+        stat_of_indices: gets (b, n) index matrices and returns (b, ...) statistics
+            (NaN for a resample where the statistic is undefined).
+
+    Returns:
+        (n_boot, ...) float64.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for sl in _checks.chunks(int(n_boot), n * values_per_draw):
+            idx = rng.integers(0, n, size=(sl.stop - sl.start, n))
+            out.append(np.asarray(stat_of_indices(idx), np.float64))
+    return np.concatenate(out)
+
+
+def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring resamples whose statistic is NaN."""
+    alpha = (1 - confidence) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
+    return lo, hi
+
+
+def _scalar(x: np.ndarray) -> float | np.ndarray:
+    x = np.asarray(x, np.float64)
+    return float(x) if x.ndim == 0 else x
+
+
+def bootstrap_ci(values: np.ndarray, *, statistic: Callable[..., np.ndarray] = np.nanmean,
+                 n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """Percentile-bootstrap confidence interval of ``statistic`` over the first axis.
+
+    Images (rows of ``values``) are resampled with replacement ``n_boot`` times, all at once
+    (an (n_boot, n) index matrix, processed in memory-bounded chunks).
+
+    Args:
+        values: (n,) or (n, ...) per-image values; NaNs are ignored by the default
+            :func:`numpy.nanmean` (e.g. enrichment of an empty region).
+        statistic: ``f(array, axis=k)`` reducing along ``axis`` like the NumPy reductions
+            (``np.nanmean``, ``np.nanmedian``, ...).
+        n_boot: number of resamples.
+        confidence: e.g. 0.95.
+        seed: for the resampling.
+
+    Returns:
+        :class:`Estimate` ``(value, lo, hi)``: the statistic of all values and the percentile
+        interval. Floats for (n,) input, arrays of shape ``values.shape[1:]`` otherwise.
+        Resamples where the statistic is NaN (e.g. all values NaN) are left out of the interval.
+    """
+    v = np.asarray(values, np.float64)
+    if v.ndim == 0 or len(v) == 0:
+        raise ValueError(f"values must be a non-empty array with images on the first axis, got "
+                         f"shape {v.shape}")
+    _checks.bootstrap_args(n_boot, confidence)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        estimate = statistic(v, axis=0)
+    boot = bootstrap(len(v), n_boot, seed, max(1, v[0].size), lambda idx: statistic(v[idx], axis=1))
+    lo, hi = percentile_ci(boot, confidence)
+    return Estimate(_scalar(estimate), _scalar(lo), _scalar(hi))
+
+
+_PAIRED_STATISTICS = {"pearson": pearson, "spearman": spearman}
+
+
+def bootstrap_ci_paired(x: np.ndarray, y: np.ndarray,
+                        statistic: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = "pearson",
+                        *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """Percentile-bootstrap CI of a statistic of two paired (n,) arrays, e.g. a correlation.
+
+    Both arrays are resampled with the same indices (pairs stay together).
+
+    Args:
+        x: (n,) values, one per image; finite for the built-in statistics.
+        y: (n,) values paired with ``x``.
+        statistic: ``"pearson"`` (default) or ``"spearman"`` correlation, or a callable
+            ``f(x, y)`` vectorised along the last axis: given (b, n) arrays it returns (b,)
+            (and a scalar for (n,) arrays). Return NaN for an undefined resample.
+        n_boot: as in :func:`bootstrap_ci`.
+        confidence: as in :func:`bootstrap_ci`.
+        seed: as in :func:`bootstrap_ci`.
+
+    Returns:
+        :class:`Estimate`. Resamples where the statistic is NaN (for the correlations: one side
+        constant, which happens with few images) are skipped.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
+        raise ValueError(f"x and y must be paired 1-D arrays of the same shape (n >= 2), got "
+                         f"{x.shape} and {y.shape}")
+    _checks.bootstrap_args(n_boot, confidence)
+    if isinstance(statistic, str):
+        if statistic not in _PAIRED_STATISTICS:
+            raise ValueError(f"statistic must be one of {sorted(_PAIRED_STATISTICS)} or a "
+                             f"callable, got {statistic!r}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("x and y must be finite; drop the pairs with NaN first")
+        statistic = _PAIRED_STATISTICS[statistic]
+    estimate = statistic(x, y)
+    boot = bootstrap(len(x), n_boot, seed, 2, lambda idx: statistic(x[idx], y[idx]))
+    lo, hi = percentile_ci(boot, confidence)
+    return Estimate(float(estimate), float(lo), float(hi))
+
+
+def proportion(k: int, n: int, confidence: float = 0.95) -> Estimate:
+    """``k / n`` with its Wilson score interval (good for small n and proportions near 0 or 1)."""
+    ci = sp_stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence,
+                                                          method="wilson")
+    return Estimate(k / n, float(ci.low), float(ci.high))
