@@ -134,3 +134,32 @@ def maps_of(maps: object, images: np.ndarray, name: str) -> np.ndarray:
     if arr.shape != images.shape[:3]:
         raise ValueError(f"{name}: expected maps of shape {images.shape[:3]}, got {arr.shape}")
     return arr
+
+
+def targets(t: object, n: int | None = None) -> np.ndarray:
+    """Class indices as a 1-D int64 array: one int (broadcast later) or one per image.
+
+    Integer-valued floats (labels stored as 0.0/1.0) are accepted; anything else — e.g.
+    probabilities such as 0.73, which would silently become class 0 — is refused, as are 2-D
+    arrays and a length other than ``n``.
+    """
+    arr = np.asarray(t)
+    if arr.ndim > 1:
+        raise ValueError(f"targets must be one class index or one per image (1-D), got shape "
+                         f"{arr.shape}")
+    if arr.size == 0:
+        raise ValueError("targets is empty: give one class index or one per image")
+    if arr.dtype == bool:
+        arr = arr.astype(np.int64)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"targets must be class indices (integers), got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not (np.isfinite(arr).all()
+                                                      and (arr == np.round(arr)).all()):
+        bad = arr[~(np.isfinite(arr) & (arr == np.round(arr)))].ravel()[0]
+        raise ValueError(f"targets must be class indices (integers), got {bad!r}: probabilities? "
+                         "Use e.g. (p > 0.5).astype(int) for the predicted class")
+    arr = np.atleast_1d(arr.astype(np.int64))
+    if n is not None and arr.size not in (1, n):
+        raise ValueError(f"targets has {arr.size} entries for {n} images: give one class index "
+                         "for all, or one per image")
+    return arr

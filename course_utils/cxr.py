@@ -376,9 +376,19 @@ def load_radiography(
     dataset_dir = _resolve_root(root, classes)
 
     items: list[tuple[Path, int, Path | None]] = []  # (image, class index, mask or None)
+    unreadable_mask_dirs: list[tuple[Path, str]] = []
     for ci, cls in enumerate(classes):
         paths, mask_dir = _class_images(dataset_dir, cls)
-        masks = _mask_lookup(mask_dir)
+        try:
+            masks = _mask_lookup(mask_dir)
+        except OSError as err:  # e.g. a masks/ folder without read permission
+            if not skip_bad:
+                raise DatasetError(f"Cannot list the lung masks in '{mask_dir}': {err}. Fix its "
+                                   "permissions, or pass skip_bad=True to load the images "
+                                   "without masks.") from err
+            unreadable_mask_dirs.append((mask_dir, f"unreadable mask folder (images kept "
+                                                   f"without masks): {err}"))
+            masks = {}
         for p in _subsample(paths, limit_per_class, seed, ci):
             items.append((p, ci, masks.get(p.name) or masks.get(p.stem.lower())))
 
@@ -389,7 +399,7 @@ def load_radiography(
     has_mask = np.zeros(n, dtype=bool)
     class_ids = np.empty(n, dtype=np.int64)
     kept: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
+    skipped: list[tuple[Path, str]] = list(unreadable_mask_dirs)
 
     for path, ci, mask_path in items:
         k = len(kept)
@@ -468,7 +478,7 @@ def stratified_split(
     values, counts = np.unique(y, return_counts=True)
     if counts.min() < 2:
         raise ValueError(f"every class needs at least 2 samples to stratify; "
-                         f"class {values[counts.argmin()]!r} has {counts.min()}")
+                         f"class {values[counts.argmin()].item()!r} has {int(counts.min())}")
     n_test = int(np.ceil(float(test_fraction) * y.size))
     if n_test < len(values) or y.size - n_test < len(values):
         raise ValueError(f"test_fraction={test_fraction} of {y.size} samples gives {n_test} test "

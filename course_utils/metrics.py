@@ -493,7 +493,7 @@ def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5,
     from sklearn.metrics import roc_auc_score
 
     labels = np.asarray(labels).astype(int).ravel()
-    probs = np.asarray(probs, dtype=np.float64).ravel()
+    probs = _checks.probabilities(np.asarray(probs, dtype=np.float64).ravel(), "probs")
     if labels.shape != probs.shape:
         raise ValueError(f"labels {labels.shape} and probs {probs.shape} differ in shape")
     if not set(np.unique(labels)) <= {0, 1} or len(np.unique(labels)) < 2:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from tqdm.auto import tqdm
 
 from . import _checks, models
 from .saliency import DenseLogits, logit_model
@@ -256,6 +257,8 @@ def pgd(model: keras.Model, x: np.ndarray, eps: float, *, steps: int = 10,
     """
     x, eps, steps = _checks.images(x, unit_range=True), _eps(eps), _checks.positive_int(steps, "steps")
     _checks.positive_int(batch_size, "batch_size")
+    if step_size is not None and not float(step_size) > 0:
+        raise ValueError(f"step_size must be > 0 (intensity units per step), got {step_size!r}")
     alpha = 2.5 * eps / steps if step_size is None else float(step_size)
     logits = _binary_logits(model)
     start = time.perf_counter()
@@ -466,16 +469,19 @@ def _adam_attack(model: keras.Model, loss_fn: Callable, x: np.ndarray, ref_map: 
     consts = [tf.constant(v, tf.float32) for v in (weights, eps, lr)]
     x_adv = np.empty_like(x)
     history = np.empty((steps, len(x)), np.float32)
-    for sl in _checks.batches(len(x), batch_size):
-        xb = tf.constant(x[sl])
-        xa, m, v = xb, tf.zeros_like(xb), tf.zeros_like(xb)
-        refs = tf.constant(ref_map[sl]), tf.constant(ref_out[sl])
-        for t, b in enumerate(betas, start=1):
-            twin.set_beta(b)
-            xa, m, v, loss = _adam_step(twin.model, loss_fn, xa, m, v,
-                                        tf.constant(t, tf.float32), xb, *refs, *consts)
-            history[t - 1, sl] = loss.numpy()
-        x_adv[sl] = xa.numpy()
+    with tqdm(total=len(x), desc="attack", unit="image", leave=False,
+              disable=len(x) <= batch_size and steps < 20) as bar:  # minutes-long: show progress
+        for sl in _checks.batches(len(x), batch_size):
+            xb = tf.constant(x[sl])
+            xa, m, v = xb, tf.zeros_like(xb), tf.zeros_like(xb)
+            refs = tf.constant(ref_map[sl]), tf.constant(ref_out[sl])
+            for t, b in enumerate(betas, start=1):
+                twin.set_beta(b)
+                xa, m, v, loss = _adam_step(twin.model, loss_fn, xa, m, v,
+                                            tf.constant(t, tf.float32), xb, *refs, *consts)
+                history[t - 1, sl] = loss.numpy()
+            x_adv[sl] = xa.numpy()
+            bar.update(sl.stop - sl.start)
     return x_adv, history
 
 

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 from . import _checks, metrics
 
@@ -111,7 +112,7 @@ def _scores(model: keras.Model, targets) -> tuple[object, np.ndarray]:
     """A tf-keras-vis score function for ``targets`` (class index per image or one int)."""
     from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
-    targets = np.atleast_1d(np.asarray(targets, dtype=np.int64))
+    targets = _checks.targets(targets)
     if model.outputs[0].shape[-1] == 1:
         if not np.isin(targets, (0, 1)).all():
             raise ValueError(f"a single-output model takes targets 0 or 1, got {targets}")
@@ -171,6 +172,7 @@ def _gradxinput(logits: keras.Model, images: np.ndarray, targets: np.ndarray) ->
 def _integrated_gradients(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
                           ig_steps: int = 32, baseline: np.ndarray | None = None) -> np.ndarray:
     """Sum over channels of IG attributions (Sundararajan et al. 2017), midpoint Riemann sum."""
+    ig_steps = _checks.positive_int(ig_steps, "ig_steps")  # 0 steps would give NaN maps
     if baseline is None:
         baseline = np.zeros_like(images)
     else:
@@ -184,6 +186,16 @@ def _integrated_gradients(logits: keras.Model, images: np.ndarray, targets: np.n
     for a in alphas:  # each step is one batched forward/backward pass over the chunk
         total += input_gradients(logits, baseline + a * (images - baseline), targets)
     return ((images - baseline) * total / ig_steps).sum(axis=-1)
+
+
+def _cam_layer(model: keras.Model, layer: str | None) -> keras.layers.Layer:
+    """The CAM layer: ``layer`` by name, else the last layer with a 4-D (n, h, w, c) output."""
+    if layer is not None:
+        return model.get_layer(layer)
+    for candidate in reversed(model.layers):
+        if len(getattr(candidate.output, "shape", ())) == 4:
+            return candidate
+    raise ValueError("the model has no convolution layer for a CAM method")
 
 
 def _cam_args(layer: str | None) -> dict:
@@ -213,6 +225,9 @@ def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
     from tf_keras_vis.utils.scores import CategoricalScore
 
     score, _ = _scores(logits, targets)
+    if score_max_n is not None:  # more channels than the layer has: use them all
+        score_max_n = min(_checks.positive_int(score_max_n, "score_max_n"),
+                          _cam_layer(logits, layer).output.shape[-1])
     scored = logits
     if logits.outputs[0].shape[-1] == 1:
         scored, score = _binary_as_two_class(logits), CategoricalScore(targets.tolist())
@@ -333,6 +348,8 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     """
     images = _checks.images(images)
     entry, full = _method(method, settings)
+    _checks.targets(targets, len(images))
+    _checks.positive_int(batch_size, "batch_size")
     _, target_arr = _scores(logit_model(model), targets)
     target_arr = np.broadcast_to(target_arr, (len(images),)).copy()
     if entry.max_batch is not None:
@@ -346,7 +363,9 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     try:
         prepared = (entry.prepare or logit_model)(model)
         chunks = []
-        for sl in _checks.batches(len(images), batch_size):
+        slices = _checks.batches(len(images), batch_size)
+        # many chunks (e.g. SmoothGrad on a whole test split) take minutes: show progress
+        for sl in tqdm(slices, desc=entry.name, unit="batch", leave=False, disable=len(slices) < 4):
             chunk_settings = {k: (v[sl] if k in per_image else v) for k, v in full.items()}
             raw = entry.run(prepared, images[sl], target_arr[sl], **chunk_settings)
             chunks.append(np.asarray(raw, np.float32).reshape(-1, *images.shape[1:3]))

@@ -130,6 +130,9 @@ def bootstrap_ci(values: np.ndarray, *, statistic: Callable[..., np.ndarray] = n
         raise ValueError(f"values must be a non-empty array with images on the first axis, got "
                          f"shape {v.shape}")
     _checks.bootstrap_args(n_boot, confidence)
+    if np.isinf(v).any():
+        raise ValueError("values contain inf: a bootstrap interval of an infinite value is "
+                         "meaningless; drop or clip them first (e.g. v[np.isfinite(v)])")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         estimate = statistic(v, axis=0)
@@ -163,9 +166,12 @@ def bootstrap_ci_paired(x: np.ndarray, y: np.ndarray,
         constant, which happens with few images) are skipped.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
-        raise ValueError(f"x and y must be paired 1-D arrays of the same shape (n >= 2), got "
+    if x.ndim != 1 or x.shape != y.shape or len(x) < 3:
+        raise ValueError(f"x and y must be paired 1-D arrays of the same shape with n >= 3 "
+                         f"(with 2 pairs every resample has a correlation of +-1 or none), got "
                          f"{x.shape} and {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite (found NaN or inf)")
     _checks.bootstrap_args(n_boot, confidence)
     if isinstance(statistic, str):
         if statistic not in _PAIRED_STATISTICS:

@@ -146,8 +146,8 @@ def ensure_venv(root: Path, *, python: str = sys.executable) -> Path:
     except (OSError, ValueError):
         have = None
     if have != want:
-        print("Installing the locked stack (requirements/lock.txt; about 1.5 GB the first time) ...",
-              flush=True)
+        print("Installing the locked stack (requirements/lock.txt; about 2.2 GB the first time, "
+              "mostly TensorFlow) ...", flush=True)
         env = {**os.environ, **TASK_ENV}
         _run([py, "-m", "pip", "install", "--quiet", "--require-hashes", "-r", root / LOCK_FILE],
              env=env)

@@ -476,3 +476,100 @@ def test_real_data_in_the_data_folder_is_found_without_the_variable(monkeypatch,
     where.mkdir(parents=True)
     assert cxr.real_data_dir() == where
     assert next(r for r in assets.status() if r["asset"] == "covid_radiography")["present"]
+
+
+# ------------------------------------------------------------------ 10, 20: saliency misuse
+@pytest.fixture(scope="module")
+def small_cnn():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 1)),
+                              keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    x = np.random.default_rng(0).uniform(size=(5, 16, 16, 1)).astype("float32")
+    return model, x
+
+
+@pytest.mark.parametrize(("targets", "words"), [
+    (0.73, "probabilities"), (np.array([0.2, 0.9, 0.5, 0.1, 0.7]), "probabilities"),
+    (np.ones((5, 1), int), "1-D"), ([1, 0], "2 entries for 5 images"), ([], "empty")])
+def test_bad_targets_are_refused_not_turned_into_class_0(small_cnn, targets, words):
+    from course_utils import saliency
+
+    model, x = small_cnn
+    with pytest.raises(ValueError, match=words):
+        saliency.compute(model, x, "vanilla", targets)
+
+
+def test_integer_valued_float_targets_are_fine(small_cnn):
+    from course_utils import saliency
+
+    model, x = small_cnn
+    a = saliency.compute(model, x, "vanilla", np.ones(5, np.float32)).raw
+    b = saliency.compute(model, x, "vanilla", 1).raw
+    np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize(("method", "settings", "words"), [
+    ("vanilla", {"batch_size": 0}, "batch_size"),
+    ("integrated_gradients", {"ig_steps": 0}, "ig_steps")])
+def test_settings_that_would_give_nothing_or_nan_are_refused(small_cnn, method, settings, words):
+    from course_utils import saliency
+
+    model, x = small_cnn
+    with pytest.raises(ValueError, match=words):
+        saliency.compute(model, x, method, 1, **settings)
+
+
+def test_scorecam_asks_for_more_channels_than_the_layer_has(small_cnn):
+    from course_utils import saliency
+
+    model, x = small_cnn  # 4 channels; the default asks for 32
+    maps = saliency.compute(model, x, "scorecam", 1).raw
+    assert maps.shape == (5, 16, 16) and np.isfinite(maps).all()
+
+
+# ------------------------------------------------------------------ 19: unreadable masks folder
+def test_an_unreadable_masks_folder_keeps_the_images_with_skip_bad(tmp_path, monkeypatch):
+    from test_cxr import build_fake_dataset
+
+    root = build_fake_dataset(tmp_path)
+
+    def denied(mask_dir):
+        if mask_dir is not None:
+            raise PermissionError(13, "Permission denied", str(mask_dir))
+        return {}
+
+    monkeypatch.setattr(cxr, "_mask_lookup", denied)
+    with pytest.raises(cxr.DatasetError, match="Cannot list the lung masks"):
+        cxr.load_radiography(root, image_size=16)
+    with pytest.warns(UserWarning, match="skipped"):
+        loaded = cxr.load_radiography(root, image_size=16, skip_bad=True)
+    assert len(loaded) > 0 and not loaded.has_mask.any()
+    assert any("unreadable mask folder" in why for _, why in loaded.skipped)
+
+
+# ------------------------------------------------------------------ 20: statistics misuse
+def test_statistics_refuse_inputs_that_give_meaningless_intervals():
+    from course_utils import metrics, stats
+
+    with pytest.raises(ValueError, match="inf"):
+        stats.bootstrap_ci(np.array([1.0, 2.0, np.inf, 3.0]))
+    with pytest.raises(ValueError, match="n >= 3"):
+        stats.bootstrap_ci_paired(np.array([0.1, 0.2]), np.array([0.3, 0.5]))
+    with pytest.raises(ValueError, match="not logits"):
+        metrics.binary_report(np.array([0, 1, 0, 1]), np.array([-2.0, 3.0, -1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"class 0 has 1\b"):
+        cxr.stratified_split(np.array([0, 1, 1, 1, 1]), 0.2, seed=0)
+
+
+def test_attacks_refuse_a_boolean_budget_and_a_negative_step(small_cnn):
+    from course_utils import perturb
+
+    model, x = small_cnn
+    with pytest.raises(ValueError, match="eps"):
+        perturb.fgsm(model, x, eps=True)
+    with pytest.raises(ValueError, match="step_size"):
+        perturb.pgd(model, x, 0.01, step_size=-0.001)
