@@ -105,11 +105,15 @@ def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = T
     finally:
         bar.close()
     strip_tf_noise(nb)
-    out.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out / path.name)
-    html, _ = HTMLExporter().from_notebook_node(nb)
     target = out / (path.stem + ".html")
-    target.write_text(html, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, out / path.name)
+        html, _ = HTMLExporter().from_notebook_node(nb)
+        target.write_text(html, encoding="utf-8")
+    except Exception as e:  # noqa: BLE001 - a failed export is reported like a failed cell
+        error = error or f"could not write the rendered copy: {type(e).__name__}: {e}"[:400]
+        target = None
     return Verdict(path, not error, time.perf_counter() - start, error, target)
 
 

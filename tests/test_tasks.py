@@ -257,3 +257,24 @@ def test_a_notebook_opening_with_setup_shows_no_tensorflow_chatter(tmp_path):
     text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert "Python 3." in text  # the environment report is there
     assert not any(render.TF_NOISE.match(line) for line in text.splitlines()), text
+
+
+def test_a_failing_html_export_is_reported_and_the_next_notebook_still_renders(tmp_path, monkeypatch,
+                                                                              capsys):
+    from nbconvert import HTMLExporter
+
+    calls = []
+
+    def flaky(self, nb, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("No template sub-directory with name 'lab'")
+        return "<html>ok</html>", {}
+
+    monkeypatch.setattr(HTMLExporter, "from_notebook_node", flaky)
+    a = _notebook(tmp_path / "a.ipynb", "1 + 1")
+    b = _notebook(tmp_path / "b.ipynb", "2 + 2")
+    assert render.render_all([a, b], tmp_path / "build") == 1
+    out = capsys.readouterr().out
+    assert "a.ipynb: FAILED: could not write the rendered copy: ValueError" in out
+    assert "b.ipynb: ok" in out and (tmp_path / "build" / "b.html").read_text() == "<html>ok</html>"
