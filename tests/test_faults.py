@@ -573,3 +573,10 @@ def test_attacks_refuse_a_boolean_budget_and_a_negative_step(small_cnn):
         perturb.fgsm(model, x, eps=True)
     with pytest.raises(ValueError, match="step_size"):
         perturb.pgd(model, x, 0.01, step_size=-0.001)
+
+
+def test_my_images_as_a_looping_link_is_a_clear_error(isolated_cache):
+    isolated_cache.mkdir(parents=True, exist_ok=True)
+    os.symlink(isolated_cache / "my_images", isolated_cache / "my_images")  # points at itself
+    with pytest.raises(images.ImageError, match="my_images"):
+        images.my_images_dir()

@@ -278,3 +278,11 @@ def test_a_failing_html_export_is_reported_and_the_next_notebook_still_renders(t
     out = capsys.readouterr().out
     assert "a.ipynb: FAILED: could not write the rendered copy: ValueError" in out
     assert "b.ipynb: ok" in out and (tmp_path / "build" / "b.html").read_text() == "<html>ok</html>"
+
+
+def test_a_cell_timeout_is_reported_and_the_next_notebook_still_renders(tmp_path, capsys):
+    slow = _notebook(tmp_path / "a_slow.ipynb", "import time\ntime.sleep(30)")
+    fine = _notebook(tmp_path / "b_fine.ipynb", "print('fine')")
+    assert render.render_all([slow, fine], tmp_path / "build", timeout=2) == 1
+    out = capsys.readouterr().out
+    assert "a_slow.ipynb: FAILED: cell 0: cell timed out" in out and "b_fine.ipynb: ok" in out
