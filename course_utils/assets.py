@@ -322,7 +322,7 @@ def check_cached(asset: Asset, path: Path | None = None) -> str | None:
     return problem
 
 
-def _set_aside(path: Path) -> str:
+def set_aside(path: Path) -> str:
     """Move a damaged cached file to ``<file>.corrupt``; say what happened (never raises)."""
     try:
         path.replace(path.with_name(path.name + ".corrupt"))
@@ -367,7 +367,7 @@ def fetch(name: str, *, offline: bool | None = None, progress: bool = True) -> P
         problem = check_cached(asset, path)
         if problem is None:
             return path
-        notes.append(f" The cached copy {path} was damaged ({problem}); {_set_aside(path)}."
+        notes.append(f" The cached copy {path} was damaged ({problem}); {set_aside(path)}."
                      if path.is_file() else f" {path} is unusable ({problem}).")
     if path_now := locate(name):  # another process may have fetched it meanwhile
         return path_now

@@ -148,7 +148,7 @@ def course_photo(key: str, *, offline: bool | None = None) -> Photo:
                          credit=f"{asset.attribution}, {asset.licence}, via Wikimedia Commons "
                                 f"({asset.source})")
         except ImageError as e:
-            problem = f"{e}; {assets._set_aside(path)}"
+            problem = f"{e}; {assets.set_aside(path)}"
     photo = fallback_photo(key)
     return Photo(photo.key, photo.title, photo.pixels, photo.credit, True, note=problem)
 

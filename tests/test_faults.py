@@ -268,7 +268,7 @@ def test_concurrent_fetches_of_a_damaged_file_all_succeed(raw_server, monkeypatc
 
 
 def test_setting_aside_a_file_another_process_moved_is_not_an_error(tmp_path):
-    assert "another process" in assets._set_aside(tmp_path / "gone.h5")
+    assert "another process" in assets.set_aside(tmp_path / "gone.h5")
 
 
 # ------------------------------------------------------------------ 9: validity, not existence
