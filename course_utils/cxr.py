@@ -45,6 +45,7 @@ __all__ = [
     "load_radiography",
     "read_xray",
     "real_data_dir",
+    "source_of",
     "stratified_split",
 ]
 
@@ -105,6 +106,13 @@ class RadiographySet:
             image left out, or a mask whose image was kept with ``has_mask=False``.
         classes: the class folder names that were requested, in order.
         class_ids: ``(n,)`` int64 index into ``classes`` (for more than two classes).
+        original_shapes: ``(n, 2)`` int64 height and width in pixels of each file before resizing.
+        sources: ``(n,)`` str where each image came from (the host of its URL in the data set's
+            ``<Class>.metadata.xlsx``/``.csv``, e.g. ``"github.com/ieee8023"``, see
+            :func:`source_of`), "unknown" for an image without a row; ``None`` when no class
+            has a metadata sheet.
+        patients: ``(n,)`` str patient identifiers from ``patients.csv`` in the data set folder
+            (columns ``file`` and ``patient``; "" for an image without a row), or ``None``.
     """
 
     images: np.ndarray
@@ -115,6 +123,9 @@ class RadiographySet:
     skipped: list[tuple[Path, str]]
     classes: tuple[str, ...]
     class_ids: np.ndarray
+    original_shapes: np.ndarray | None = None
+    sources: np.ndarray | None = None
+    patients: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -123,9 +134,11 @@ class RadiographySet:
         counts = np.bincount(self.class_ids, minlength=len(self.classes))
         per_class = ", ".join(f"{c}={k}" for c, k in zip(self.classes, counts))
         masks = "none" if self.lung_masks is None else f"{int(self.has_mask.sum())}/{len(self)}"
+        extra = "" if self.sources is None else f", sources={len(set(self.sources))}"
+        extra += "" if self.patients is None else f", patients={len(set(self.patients))}"
         return (f"RadiographySet(n={len(self)}, image_shape={self.images.shape[1:]}, "
                 f"{per_class}, positive={self.classes[0]!r}, masks={masks}, "
-                f"skipped={len(self.skipped)})")
+                f"skipped={len(self.skipped)}{extra})")
 
 
 # --------------------------------------------------------------------------- locating files
@@ -250,6 +263,84 @@ def _mask_lookup(mask_dir: Path | None) -> dict[str, Path]:
     return table
 
 
+# --------------------------------------------------------------------------- metadata
+
+
+def source_of(url: str) -> str:
+    """A short name of where an image came from, from its source URL.
+
+    ``"https://github.com/ieee8023/covid-chestxray-dataset"`` -> ``"github.com/ieee8023"`` (on
+    code-hosting sites the owner is the source); any other host gives its name without
+    ``www.`` (``"https://www.kaggle.com/c/rsna-..."`` -> ``"kaggle.com"``). An empty or
+    non-URL value gives ``"unknown"``.
+    """
+    from urllib.parse import urlparse
+
+    text = str(url).strip()
+    parsed = urlparse(text if "://" in text else f"//{text}")
+    host = (parsed.hostname or "").removeprefix("www.")
+    if not host or "." not in host:
+        return "unknown"
+    owner = parsed.path.strip("/").split("/")[0]
+    if host in {"github.com", "gitlab.com", "bitbucket.org"} and owner:
+        return f"{host}/{owner.lower()}"
+    return host
+
+
+def _read_table(path: Path) -> list[dict[str, str]]:
+    """Rows of a ``.csv`` or ``.xlsx`` sheet as dicts with upper-case, stripped column names."""
+    import pandas as pd
+
+    frame = (pd.read_csv(path, dtype=str) if path.suffix.lower() == ".csv"
+             else pd.read_excel(path, dtype=str))  # .xlsx needs openpyxl
+    frame.columns = [str(c).strip().upper() for c in frame.columns]
+    return frame.fillna("").to_dict("records")
+
+
+def _metadata_file(dataset_dir: Path, cls: str) -> Path | None:
+    """``<Class>.metadata.xlsx`` (or ``.csv``) next to the class folders, matched loosely."""
+    want = {_norm_name(f"{cls}.metadata{ext}") for ext in (".xlsx", ".csv")}
+    found = [p for p in sorted(dataset_dir.iterdir())
+             if p.is_file() and not p.name.startswith(".") and _norm_name(p.name) in want]
+    return found[0] if found else None
+
+
+def _key(name: str) -> str:
+    """Lookup key of an image named in a sheet: its stem, lower case (``COVID-1.png`` -> ``covid-1``)."""
+    name = Path(str(name).strip()).name
+    return (Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name).lower()
+
+
+def _read_sources(dataset_dir: Path, cls: str) -> tuple[dict[str, str] | None, str | None]:
+    """``{image key: source}`` from the class's metadata sheet; ``(None, problem)`` if unusable."""
+    path = _metadata_file(dataset_dir, cls)
+    if path is None:
+        return None, None
+    try:
+        rows = _read_table(path)
+    except ImportError as err:
+        return None, f"cannot read '{path.name}' ({err}); install openpyxl to use it"
+    except Exception as err:  # noqa: BLE001 - a damaged sheet must not stop the course
+        return None, f"cannot read '{path.name}': {type(err).__name__}: {err}"
+    if rows and not {"FILE NAME", "URL"} <= set(rows[0]):
+        return None, f"'{path.name}' has no 'FILE NAME' and 'URL' columns"
+    return {_key(r["FILE NAME"]): source_of(r["URL"]) for r in rows}, None
+
+
+def _read_patients(dataset_dir: Path) -> tuple[dict[str, str] | None, str | None]:
+    """``{image key: patient id}`` from ``patients.csv`` (columns ``file``, ``patient``)."""
+    path = dataset_dir / "patients.csv"
+    if not path.is_file():
+        return None, None
+    try:
+        rows = _read_table(path)
+    except Exception as err:  # noqa: BLE001
+        return None, f"cannot read '{path.name}': {type(err).__name__}: {err}"
+    if rows and not {"FILE", "PATIENT"} <= set(rows[0]):
+        return None, f"'{path.name}' has no 'file' and 'patient' columns"
+    return {_key(r["FILE"]): str(r["PATIENT"]).strip() for r in rows}, None
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -284,7 +375,7 @@ def _resize(gray: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarr
 
 
 def _decode(path: Path) -> np.ndarray:
-    """Decode one file to a 2-D float32 array in [0, 1] (raises Pillow's errors)."""
+    """Decode one file to a 2-D float32 array in [0, 1] at its own size (raises Pillow's errors)."""
     with Image.open(path) as img:
         img.load()
         return _to_unit_gray(img)
@@ -362,7 +453,9 @@ def load_radiography(
     Returns:
         A :class:`RadiographySet`: ``images`` ``(n, H, W, 1)`` float32 in [0, 1],
         ``labels`` ``(n,)`` int64 (1 = ``classes[0]``), ``lung_masks`` ``(n, H, W)`` bool
-        or None, ``has_mask`` ``(n,)`` bool, ``paths``, ``skipped``. Order: classes in
+        or None, ``has_mask`` ``(n,)`` bool, ``paths``, ``skipped``, ``original_shapes``,
+        and ``sources``/``patients`` when the folder has metadata sheets / ``patients.csv``
+        (a sheet that cannot be read gives a warning and is ignored). Order: classes in
         the given order, files sorted by name within a class. Non-image files
         (``.xlsx``, ``README.md.txt``, ``.DS_Store``, ...) are ignored.
 
@@ -377,8 +470,15 @@ def load_radiography(
 
     items: list[tuple[Path, int, Path | None]] = []  # (image, class index, mask or None)
     unreadable_mask_dirs: list[tuple[Path, str]] = []
+    source_maps: list[dict[str, str] | None] = []
+    problems: list[str] = []
+    patient_map, problem = _read_patients(dataset_dir)
+    problems += [problem] if problem else []
     for ci, cls in enumerate(classes):
         paths, mask_dir = _class_images(dataset_dir, cls)
+        sources, problem = _read_sources(dataset_dir, cls)
+        source_maps.append(sources)
+        problems += [problem] if problem else []
         try:
             masks = _mask_lookup(mask_dir)
         except OSError as err:  # e.g. a masks/ folder without read permission
@@ -398,13 +498,16 @@ def load_radiography(
     lung = np.zeros((n, size, size), dtype=bool) if want_masks else None
     has_mask = np.zeros(n, dtype=bool)
     class_ids = np.empty(n, dtype=np.int64)
+    shapes = np.empty((n, 2), dtype=np.int64)
     kept: list[Path] = []
     skipped: list[tuple[Path, str]] = list(unreadable_mask_dirs)
 
     for path, ci, mask_path in items:
         k = len(kept)
         try:
-            images[k, :, :, 0] = np.clip(_resize(_decode(path), size, Image.Resampling.BILINEAR), 0, 1)
+            gray = _decode(path)
+            shapes[k] = gray.shape
+            images[k, :, :, 0] = np.clip(_resize(gray, size, Image.Resampling.BILINEAR), 0, 1)
         except _DECODE_ERRORS as err:
             if not skip_bad:
                 raise DatasetError(f"Cannot read image '{path}': {err}. Fix or delete the file, "
@@ -423,6 +526,8 @@ def load_radiography(
         class_ids[k] = ci
         kept.append(path)
 
+    for problem in problems:
+        warnings.warn(f"load_radiography: {problem}; continuing without it.", stacklevel=2)
     if skipped:
         warnings.warn(f"load_radiography skipped {len(skipped)} unreadable file(s) under "
                       f"'{dataset_dir}'; see the .skipped attribute for the list.", stacklevel=2)
@@ -432,6 +537,13 @@ def load_radiography(
     if lung is not None and not has_mask[:m].any():
         lung = None  # every mask was unreadable
     class_ids = class_ids[:m]
+    sources = None
+    if any(sm is not None for sm in source_maps):
+        sources = np.array([(source_maps[ci] or {}).get(_key(p.name), "unknown")
+                            for p, ci in zip(kept, class_ids)], dtype=object)
+    patients = None
+    if patient_map is not None:
+        patients = np.array([patient_map.get(_key(p.name), "") for p in kept], dtype=object)
     return RadiographySet(
         images=images[:m],
         labels=(class_ids == 0).astype(np.int64),
@@ -441,6 +553,9 @@ def load_radiography(
         skipped=skipped,
         classes=classes,
         class_ids=class_ids,
+        original_shapes=shapes[:m],
+        sources=sources,
+        patients=patients,
     )
 
 
@@ -448,7 +563,8 @@ def load_radiography(
 
 
 def stratified_split(
-    labels: np.ndarray | Sequence[int], test_fraction: float = 0.1, seed: int = 42
+    labels: np.ndarray | Sequence[int], test_fraction: float = 0.1, seed: int = 42,
+    groups: np.ndarray | Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A reproducible stratified train/test split (scikit-learn ``train_test_split``).
 
@@ -456,6 +572,11 @@ def stratified_split(
         labels: ``(n,)`` (or ``(n, 1)``) class labels, any hashable integer/str values.
         test_fraction: share of every class that goes to the test set, in (0, 1).
         seed: random seed; the same labels and seed always give the same split.
+        groups: optional ``(n,)`` patient identifiers: then every patient's images land in
+            the same part (scikit-learn ``StratifiedGroupKFold`` with ``round(1 /
+            test_fraction)`` folds, the first fold is the test set), so the class shares
+            and the test size are only approximately kept. Empty identifiers count as one
+            patient each.
 
     Returns:
         ``(train_idx, test_idx)``: sorted int64 index arrays, disjoint, together
@@ -483,6 +604,25 @@ def stratified_split(
     if n_test < len(values) or y.size - n_test < len(values):
         raise ValueError(f"test_fraction={test_fraction} of {y.size} samples gives {n_test} test "
                          f"samples; both parts need at least one per class ({len(values)} classes)")
+    if groups is not None:
+        return _grouped_split(y, np.asarray(groups, dtype=object), float(test_fraction), int(seed))
     train, test = train_test_split(np.arange(y.size), test_size=float(test_fraction),
                                    stratify=y, random_state=int(seed), shuffle=True)
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
+def _grouped_split(y: np.ndarray, groups: np.ndarray, test_fraction: float,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split that keeps each patient's images together (see :func:`stratified_split`)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if groups.shape != y.shape:
+        raise ValueError(f"groups must have one entry per label: {groups.shape} vs {y.shape}")
+    ids = np.array([g if str(g).strip() else f"\0image-{i}" for i, g in enumerate(groups)], dtype=object)
+    n_patients = len(set(ids))
+    folds = max(2, min(int(round(1.0 / test_fraction)), n_patients))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train, test = next(splitter.split(np.zeros(y.size), y, ids))
+    if len(np.unique(y[test])) < len(np.unique(y)) or len(np.unique(y[train])) < len(np.unique(y)):
+        raise ValueError(f"cannot split {n_patients} patients so that both parts hold every class")
     return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)

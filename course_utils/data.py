@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config, cxr, phantom
+from . import _checks, config, cxr, phantom
 
 #: Phantom images generated in full / fast mode (the article's test set had 1,381 images:
 #: 10 % of 13,808).
 PHANTOM_N = (8000, 1500)
+#: Below this many images the test share grows from 10 % (the article's) to 20 %, so that a
+#: small real data set still has a test set whose confidence intervals mean something.
+SMALL_DATA_SET = 2000
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,11 @@ class CourseCXR:
     ``train_idx`` / ``test_idx``: sorted disjoint indices (stratified 90/10);
     ``source``: "phantom" or "real"; ``phantom_set``: the :class:`phantom.PhantomSet` for
     exact counterfactual re-rendering (None for real data); ``fingerprint``: identifies
-    the data for model caching.
+    the data for model caching. Real data only (else None): ``origins`` ``(n,)`` str, where
+    each image came from (the data set's metadata sheets, see :func:`cxr.source_of`);
+    ``has_lung_mask`` ``(n,)`` bool; ``original_shapes`` ``(n, 2)`` height, width in pixels
+    before resizing; ``patients`` ``(n,)`` str when the data set names them (then the split
+    keeps each patient in one part).
     """
 
     images: np.ndarray
@@ -46,10 +53,19 @@ class CourseCXR:
     description: str
     fingerprint: str
     phantom_set: phantom.PhantomSet | None = field(default=None, repr=False)
+    origins: np.ndarray | None = field(default=None, repr=False)
+    has_lung_mask: np.ndarray | None = field(default=None, repr=False)
+    original_shapes: np.ndarray | None = field(default=None, repr=False)
+    patients: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def image_size(self) -> int:
         return int(self.images.shape[1])
+
+    @property
+    def test_fraction(self) -> float:
+        """The share of the images in the test set."""
+        return len(self.test_idx) / len(self.labels)
 
     def split(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """``(images, labels)`` of the "train" or "test" part."""
@@ -61,36 +77,67 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
+def test_fraction_for(n: int) -> float:
+    """The test share for ``n`` images: 0.1 (the article's 90/10), 0.2 below :data:`SMALL_DATA_SET`."""
+    return 0.1 if n >= SMALL_DATA_SET else 0.2
+
+
 def load_course_cxr(image_size: int = 128, seed: int = config.SEED, n: int | None = None,
-                    **phantom_knobs) -> CourseCXR:
+                    source: str = "auto", **phantom_knobs) -> CourseCXR:
     """The course's chest X-ray data (real if ``COURSE_CXR_DIR`` is set, else phantom).
 
     ``n``: phantom images (default 8,000; 1,500 in fast mode) or, for real data, the
-    maximum per class (default: all; 300 per class in fast mode). ``phantom_knobs`` go to
-    :func:`phantom.make_phantom_cxr` (ignored for real data).
+    maximum per class (default: all; 300 per class in fast mode). ``source``: "auto" (real
+    data when available), "phantom" (always the phantom, e.g. for an exercise that needs
+    its ground truth) or "real" (raise :class:`cxr.DatasetError` if there is none).
+    ``phantom_knobs`` go to :func:`phantom.make_phantom_cxr` (ignored for real data).
+    The test share is 10 % for the phantom, :func:`test_fraction_for` the size of a real set.
     """
-    root = cxr.real_data_dir()
+    if source not in ("auto", "phantom", "real"):
+        raise ValueError(f"source must be 'auto', 'phantom' or 'real', got {source!r}")
+    root = cxr.real_data_dir() if source != "phantom" else None
+    if root is None and source == "real":
+        raise cxr.DatasetError(f"No real chest X-ray data: {cxr.ENV_VAR} is not set.\n{cxr.HOW_TO_GET}")
     if root is not None:
-        limit = n if n is not None else config.pick(None, 300)
-        real = cxr.load_radiography(root, image_size=image_size, limit_per_class=limit,
-                                    seed=seed, skip_bad=True)
-        train_idx, test_idx = cxr.stratified_split(real.labels, 0.1, seed=seed)
-        masks = {"lungs": real.lung_masks} if real.lung_masks is not None else {}
-        covid = int(real.labels.sum())
-        return CourseCXR(
-            real.images, real.labels, masks, train_idx, test_idx, "real",
-            f"COVID-19 Radiography Database at {root}: {covid:,} COVID and "
-            f"{len(real) - covid:,} normal images"
-            + (f" ({len(real.skipped)} unreadable files skipped)" if real.skipped else ""),
-            _fingerprint("real", str(root), image_size, limit, seed, len(real)))
+        return _load_real(root, image_size, seed, n)
     n = n if n is not None else config.pick(*PHANTOM_N)
     ps = phantom.make_phantom_cxr(n, image_size=image_size, seed=seed, **phantom_knobs)
-    train_idx, test_idx = cxr.stratified_split(ps.labels, 0.1, seed=seed)
+    train_idx, test_idx = cxr.stratified_split(ps.labels, 0.1, seed=seed)  # as the article
     covid = int(ps.labels.sum())
     return CourseCXR(
         ps.images, ps.labels, ps.masks, train_idx, test_idx, "phantom",
         f"synthetic phantom chest X-rays (seed {seed}): {covid:,} COVID and {n - covid:,} normal",
         _fingerprint("phantom", ps.params), ps)
+
+
+def _load_real(root, image_size: int, seed: int, n: int | None) -> CourseCXR:
+    """The real data set at ``root`` as a :class:`CourseCXR` (see :func:`load_course_cxr`)."""
+    limit = n if n is not None else config.pick(None, 300)
+    real = cxr.load_radiography(root, image_size=image_size, limit_per_class=limit,
+                                seed=seed, skip_bad=True)
+    fraction = test_fraction_for(len(real))
+    by_patient = real.patients is not None and len(set(real.patients)) < len(real)
+    train_idx, test_idx = cxr.stratified_split(real.labels, fraction, seed=seed,
+                                               groups=real.patients if by_patient else None)
+    masks = {"lungs": real.lung_masks} if real.lung_masks is not None else {}
+    covid = int(real.labels.sum())
+    notes = []
+    if real.lung_masks is not None:
+        notes.append(f"lung masks for {int(real.has_mask.sum()):,} of {len(real):,} images")
+    if real.sources is not None:
+        notes.append(f"{len(set(real.sources))} sources named in the metadata")
+    if by_patient:
+        notes.append(f"{len(set(real.patients)):,} patients, split by patient")
+    if real.skipped:
+        notes.append(f"{len(real.skipped)} unreadable files skipped")
+    return CourseCXR(
+        real.images, real.labels, masks, train_idx, test_idx, "real",
+        f"COVID-19 Radiography Database at {root}: {covid:,} COVID and {len(real) - covid:,} "
+        f"normal images; test share {len(test_idx) / len(real):.0%}"
+        + (f" ({'; '.join(notes)})" if notes else ""),
+        _fingerprint("real", str(root), image_size, limit, seed, len(real), by_patient, fraction),
+        origins=real.sources, has_lung_mask=real.has_mask, original_shapes=real.original_shapes,
+        patients=real.patients)
 
 
 def apply_lung_mask(images: np.ndarray, lungs: np.ndarray, dilate_px: int = 3) -> np.ndarray:
@@ -112,15 +159,82 @@ def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
 
     A mitigation for shortcuts outside the lungs (burnt-in markers, abdomen, borders): the
     model can then only use what is inside the lungs. Needs lung masks (the phantom has
-    them; the real data set has them for most images).
+    them; the Kaggle data set has them for every image). When only some images have a mask,
+    the returned split keeps **only those images** (``train_idx``/``test_idx`` shrink; an
+    unmasked image would show the model everything); compare models on its ``test_idx``.
+
+    Raises:
+        ValueError: no lung masks, or masks for one class only / too few images to train.
     """
     lungs = cxr_data.masks.get("lungs")
     if lungs is None:
         raise ValueError("this data set has no lung masks; masking to the lungs is impossible")
+    train_idx, test_idx, note = cxr_data.train_idx, cxr_data.test_idx, ""
+    has = cxr_data.has_lung_mask
+    if has is not None and not has.all():
+        train_idx, test_idx = train_idx[has[train_idx]], test_idx[has[test_idx]]
+        for part, idx, least in (("training", train_idx, 10), ("test", test_idx, 4)):
+            if len(np.unique(cxr_data.labels[idx])) < 2 or len(idx) < least:
+                raise ValueError(f"lung masks exist for {int(has.sum())} of {len(has)} images, which "
+                                 f"leaves the {part} set without both classes (or under {least} "
+                                 "images): a lung-masked model cannot be trained and tested fairly")
+        note = f", only the {int(has.sum()):,} images that have a mask"
     return dataclasses.replace(
         cxr_data, images=apply_lung_mask(cxr_data.images, lungs, dilate_px),
-        description=cxr_data.description + f"; masked to the lungs (+{dilate_px} px)",
-        fingerprint=_fingerprint(cxr_data.fingerprint, "lung-mask", dilate_px), phantom_set=None)
+        train_idx=train_idx, test_idx=test_idx,
+        description=cxr_data.description + f"; masked to the lungs (+{dilate_px} px{note})",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "lung-mask", dilate_px, len(train_idx)),
+        phantom_set=None)
+
+
+def lung_proxy(image_size: int) -> np.ndarray:
+    """A fixed box where the lung fields of a frontal chest film usually lie, (S, S) bool.
+
+    Rows 12-80 % and columns 10-90 % of the image: generous, so that on a typical PA film it
+    covers both lungs, the heart and the mediastinum. Used by :func:`hide_lungs` when not
+    every image has a lung mask (mixing masks and a box would let the box's shape leak).
+    """
+    _checks.positive_int(image_size, "image_size")
+    box = np.zeros((image_size, image_size), bool)
+    r0, r1 = int(0.12 * image_size), int(np.ceil(0.80 * image_size))
+    c0, c1 = int(0.10 * image_size), int(np.ceil(0.90 * image_size))
+    box[r0:r1, c0:c1] = True
+    return box
+
+
+def keep_only(cxr_data: CourseCXR, keep: np.ndarray, what: str) -> CourseCXR:
+    """The same data with every pixel outside ``keep`` set to 0 (a model that sees only ``keep``).
+
+    ``keep``: (S, S) bool for every image, or (n, S, S) bool per image. ``what`` names the
+    variant in the description and the cache key (e.g. "corners only").
+    """
+    keep = np.asarray(keep, bool)
+    if keep.shape[-2:] != cxr_data.images.shape[1:3] or keep.ndim not in (2, 3):
+        raise ValueError(f"keep must be (S, S) or (n, S, S) with S = {cxr_data.image_size}, got {keep.shape}")
+    images = np.where(keep[..., None], cxr_data.images, np.float32(0)).astype(np.float32, copy=False)
+    return dataclasses.replace(
+        cxr_data, images=images, description=cxr_data.description + f"; {what}",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "keep-only", what,
+                                 hashlib.sha256(np.packbits(keep)).hexdigest()[:12]),
+        phantom_set=None)
+
+
+def hide_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
+    """The same data with the lung fields blacked out: what can a model learn *without* the lungs?
+
+    Uses the (dilated) lung masks when every image has one, else :func:`lung_proxy` for all
+    images. A model trained on this that still separates the classes is reading something
+    other than the lungs (source, age, markers, borders): the DeGrave et al. (2021) test.
+    """
+    lungs = cxr_data.masks.get("lungs")
+    every = lungs is not None and (cxr_data.has_lung_mask is None or cxr_data.has_lung_mask.all())
+    if every:
+        from scipy import ndimage
+
+        structure = ndimage.generate_binary_structure(2, 1)[None]
+        hidden = ndimage.binary_dilation(lungs, structure, iterations=dilate_px) if dilate_px else lungs
+        return keep_only(cxr_data, ~hidden, f"lungs hidden (masks +{dilate_px} px)")
+    return keep_only(cxr_data, ~lung_proxy(cxr_data.image_size), "lungs hidden (a central box)")
 
 
 def corner_masks(n: int, image_size: int, fraction: float = 0.18) -> dict[str, np.ndarray]:
@@ -134,3 +248,21 @@ def corner_masks(n: int, image_size: int, fraction: float = 0.18) -> dict[str, n
     corners = np.zeros((image_size, image_size), bool)
     corners[:k, :k] = corners[:k, -k:] = corners[-k:, :k] = corners[-k:, -k:] = True
     return {"corners (marker proxy)": np.broadcast_to(corners, (n, image_size, image_size))}
+
+
+def with_training_cap(cxr_data: CourseCXR, max_train: int, seed: int = config.SEED) -> CourseCXR:
+    """The same data with at most ``max_train`` training images (a seeded, stratified subset).
+
+    For quick probe models (e.g. :func:`hide_lungs`): the test split is unchanged, so their
+    test results compare directly with the full model's. Returns ``cxr_data`` itself when it
+    has no more training images than that.
+    """
+    _checks.positive_int(max_train, "max_train")
+    if len(cxr_data.train_idx) <= max_train:
+        return cxr_data
+    keep, _ = cxr.stratified_split(cxr_data.labels[cxr_data.train_idx],
+                                   1 - max_train / len(cxr_data.train_idx), seed=seed)
+    return dataclasses.replace(
+        cxr_data, train_idx=np.sort(cxr_data.train_idx[keep]),
+        description=cxr_data.description + f"; {len(keep):,} training images",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "train-cap", max_train, seed))
