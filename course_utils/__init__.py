@@ -9,11 +9,12 @@ Modules, by concept (a one-way import graph; ``_checks`` is private):
 articles' numbers); ``phantom``, ``cxr``, ``data`` (chest X-ray data); ``models`` (VGG16, the
 CXR CNNs, ``predict_p``); ``saliency`` (the registry of methods, ``compute``, ``explainer``);
 ``metrics`` (similarity, regions, localisation, robustness, classifier evaluation); ``stats``
-(bootstrap, ``Estimate``); ``perturb`` (noise, attacks, visibility, the reader quiz); ``psc``
-(prediction-saliency correlation); ``sanity`` (sanity checks of maps); ``tabular`` (saliency
-on a table); ``shortcuts`` (source-shortcut checks: film statistics, accuracy by source);
-``plots`` (one style, every figure); ``tasks`` and ``render`` (the command line:
-``python -m course_utils test|course|lab``, standard library only until the venv exists).
+(bootstrap, ``Estimate``, paired model comparison); ``perturb`` (noise, attacks, visibility,
+the reader quiz); ``psc`` (prediction-saliency correlation); ``sanity`` (sanity checks of
+maps); ``tabular`` (saliency on a table); ``shortcuts`` (source-shortcut checks: film
+statistics, accuracy by source); ``plots`` (one style, every figure); ``tasks`` and
+``render`` (the command line: ``python -m course_utils test|course|lab``, standard library
+only until the venv exists).
 
 Vocabulary, used the same way in every module:
 

@@ -382,7 +382,11 @@ def max_sensitivity(explain: Callable[[np.ndarray, object], np.ndarray], x: np.n
     For each of ``n_samples`` draws, every image gets its own noise U(-radius, radius) per pixel
     (clipped to [0, 1] when ``clip``); the whole batch is explained in one ``explain`` call. The
     ratio ``||a(x) - a(x')||_F / ||a(x)||_F`` is Quantus' ``MaxSensitivity`` with its defaults
-    (radius 0.2, no normalisation, no absolute value; Quantus draws 200 samples). It ignores the
+    (radius 0.2, no normalisation, no absolute value; Quantus draws 200 samples). Yeh et al.
+    (2019) define Max-Sensitivity without the division, ``max ||a(x') - a(x)||`` in the map's own
+    units; dividing by ``||a(x)||`` (Quantus) makes methods with differently scaled maps
+    comparable. The maximum over a few random draws is a lower estimate of the maximum over the
+    ball. It ignores the
     prediction: a map that moves because the prediction moved counts as much as one that moves
     for nothing -- the opposite of what PSC rewards.
 

@@ -5,6 +5,11 @@ Every interval in the course comes from here: the percentile bootstrap over imag
 Wilson intervals for proportions (:func:`proportion`). Results are :class:`Estimate` tuples
 ``(value, lo, hi)`` that format themselves as "value (lo–hi)"; formatting happens where a
 notebook prints, never inside the computation.
+
+Two models scored on the *same* test images are compared with paired tests, not by whether
+their separate intervals overlap (overlapping 95% intervals do not mean "no significant
+difference", and they ignore that both models met the same easy and hard cases):
+:func:`mcnemar` for accuracy and :func:`paired_bootstrap_auc` for ROC AUC.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ import numpy as np
 from scipy import stats as sp_stats
 
 from . import _checks
+
+__all__ = [
+    "Estimate", "McNemar",
+    "nanmean", "pearson", "spearman",
+    "bootstrap", "percentile_ci", "bootstrap_ci", "bootstrap_ci_paired", "proportion",
+    "mcnemar", "paired_bootstrap_auc",
+]
 
 
 class Estimate(NamedTuple):
@@ -191,3 +203,103 @@ def proportion(k: int, n: int, confidence: float = 0.95) -> Estimate:
     ci = sp_stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence,
                                                           method="wilson")
     return Estimate(k / n, float(ci.low), float(ci.high))
+
+
+# ------------------------------------------------------------------ two models, same images
+class McNemar(NamedTuple):
+    """Result of :func:`mcnemar`: the 2 x 2 table of correct/wrong pairs and the exact p-value.
+
+    ``only_a``: images model A got right and B wrong; ``only_b``: the reverse (together the
+    discordant pairs, the only ones the test uses); ``both_right``, ``both_wrong``: the
+    concordant pairs; ``p_value``: two-sided exact binomial p-value (1.0 with no discordant pair).
+    """
+
+    only_a: int
+    only_b: int
+    both_right: int
+    both_wrong: int
+    p_value: float
+
+
+def _binary(values: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or len(arr) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array (one value per image), got shape "
+                         f"{arr.shape}")
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must hold class labels coded 0 and 1 (threshold probabilities "
+                         f"first, e.g. p > 0.5), got values {np.unique(arr)[:5]}")
+    return arr.astype(int)
+
+
+def mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> McNemar:
+    """Exact McNemar test: do two classifiers differ in accuracy on the same images?
+
+    Only the discordant images carry information: those one model gets right and the other
+    wrong. If the models were equally accurate, each discordant image would be A's with
+    probability 1/2, so ``only_a`` ~ Binomial(``only_a + only_b``, 1/2); the p-value is the
+    two-sided exact binomial test (:func:`scipy.stats.binomtest`), valid for any number of
+    discordant pairs (the chi-squared version needs many).
+
+    Args:
+        y_true: (n,) labels, 0/1.
+        pred_a: (n,) model A's predicted labels, 0/1 (e.g. ``p_a > 0.5``).
+        pred_b: (n,) model B's predicted labels for the same images, in the same order.
+
+    Returns:
+        :class:`McNemar` with the four counts and the p-value.
+    """
+    if not np.shape(y_true) == np.shape(pred_a) == np.shape(pred_b):
+        raise ValueError(f"y_true, pred_a and pred_b must be paired (same images, same order), got "
+                         f"shapes {np.shape(y_true)}, {np.shape(pred_a)} and {np.shape(pred_b)}")
+    y = _binary(y_true, "y_true")
+    a_right, b_right = _binary(pred_a, "pred_a") == y, _binary(pred_b, "pred_b") == y
+    only_a, only_b = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum())
+    discordant = only_a + only_b
+    p = 1.0 if discordant == 0 else float(sp_stats.binomtest(only_a, discordant, 0.5).pvalue)
+    return McNemar(only_a, only_b, int((a_right & b_right).sum()), int((~a_right & ~b_right).sum()),
+                   min(p, 1.0))
+
+
+def paired_bootstrap_auc(y_true: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *,
+                         n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> Estimate:
+    """ROC AUC of model A minus that of model B on the same images, with a paired bootstrap CI.
+
+    Images are resampled with replacement and *both* models are scored on the same resample, so
+    the interval reflects the uncertainty of the difference, not of each AUC separately (the
+    two AUCs are correlated: both models meet the same easy and hard cases). Resamples holding a
+    single class have no AUC and are skipped. An interval that excludes 0 is the paired
+    evidence that the AUCs differ (an alternative is DeLong's test).
+
+    Args:
+        y_true: (n,) labels, 0/1, both classes present.
+        p_a: (n,) model A's scores, e.g. p(positive class).
+        p_b: (n,) model B's scores for the same images, in the same order.
+        n_boot: bootstrap resamples.
+        seed: for the resampling.
+        confidence: e.g. 0.95.
+
+    Returns:
+        :class:`Estimate` ``(AUC_a - AUC_b, lo, hi)``, each AUC from
+        :func:`sklearn.metrics.roc_auc_score`; the interval is the percentile bootstrap.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = _binary(y_true, "y_true")
+    a, b = np.asarray(p_a, np.float64), np.asarray(p_b, np.float64)
+    if a.shape != y.shape or b.shape != y.shape:
+        raise ValueError(f"y_true, p_a and p_b must be paired 1-D arrays (same images, same order), "
+                         f"got shapes {y.shape}, {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("p_a and p_b must be finite (found NaN or inf)")
+    if y.min() == y.max():
+        raise ValueError("y_true must contain both classes: an AUC needs positives and negatives")
+    _checks.bootstrap_args(n_boot, confidence)
+
+    def difference(idx: np.ndarray) -> np.ndarray:
+        return np.array([roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i])
+                         if y[i].min() != y[i].max() else np.nan for i in idx])
+
+    boot = bootstrap(len(y), n_boot, seed, 3, difference)
+    lo, hi = percentile_ci(boot, confidence)
+    return Estimate(float(roc_auc_score(y, a) - roc_auc_score(y, b)), float(lo), float(hi))

@@ -83,8 +83,13 @@ def gradient_x_input(model: keras.Model, x: np.ndarray, target: int = 1) -> np.n
     """Gradient x input for rows of a table: (n, d) -> (n, d), logit units.
 
     The gradient of the target's logit (for a sigmoid model: +z for target 1, -z for 0) w.r.t.
-    each feature, times the feature's value. Relative to the point x = 0 — with standardised
-    features, the average patient. For a linear model z = x.w + b this is exactly w * x.
+    each feature at the row itself, times the feature's value: a local, first-order quantity.
+    The value is the feature's distance from the point x = 0 (with standardised features, the
+    average training patient) and the gradient is the slope *at the row*. Only for a linear
+    model z = x.w + b is the product (w * x) exactly each feature's contribution relative to
+    x = 0, summing to z(x) - z(0); for a non-linear model the slope changes between 0 and x, so
+    the attributions need not sum to that difference (Integrated Gradients from the baseline 0
+    would, up to its integration error).
     """
     x = np.asarray(x, np.float32)
     if x.ndim != 2:

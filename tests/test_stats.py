@@ -74,3 +74,93 @@ def test_spearman_and_pearson_along_the_last_axis_match_scipy():
         assert cstats.pearson(x, y)[i] == pytest.approx(stats.pearsonr(x[i], y[i]).statistic)
         assert cstats.spearman(x, y)[i] == pytest.approx(stats.spearmanr(x[i], y[i]).statistic)
     assert np.isnan(cstats.spearman(np.ones(5), np.arange(5.0)))
+
+
+def test_mcnemar_identical_predictions_give_p_1():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 100)
+    pred = np.where(rng.random(100) < 0.8, y, 1 - y)
+    result = cstats.mcnemar(y, pred, pred.copy())
+    assert (result.only_a, result.only_b) == (0, 0) and result.p_value == 1.0
+    assert result.both_right + result.both_wrong == 100
+    assert result.both_right == int((pred == y).sum())
+
+
+def test_mcnemar_uses_only_the_discordant_pairs():
+    y = np.ones(200, int)
+    pred_a = np.ones(200, int)                 # A right on every image
+    pred_b = pred_a.copy()
+    pred_b[:20] = 0                            # B wrong on 20: all 20 discordant pairs go to A
+    pred_a[100:150] = pred_b[100:150] = 0      # 50 images both get wrong: they must not matter
+    result = cstats.mcnemar(y, pred_a, pred_b)
+    assert result == (20, 0, 130, 50, pytest.approx(2 * 0.5**20))
+    assert result.p_value < 1e-5
+    swapped = cstats.mcnemar(y, pred_b, pred_a)  # symmetric: the same p, the counts swapped
+    assert (swapped.only_a, swapped.only_b) == (0, 20) and swapped.p_value == result.p_value
+    # 8 against 2 discordant pairs: the exact two-sided binomial p-value is 112 / 1024
+    pred_c = np.ones(200, int)
+    pred_c[:8] = 0
+    pred_d = np.ones(200, int)
+    pred_d[8:10] = 0
+    assert cstats.mcnemar(y, pred_d, pred_c).p_value == pytest.approx(112 / 1024)
+    # a tie among the discordant pairs is no evidence at all
+    pred_e = np.ones(200, int)
+    pred_e[10:18] = 0
+    assert cstats.mcnemar(y, pred_c, pred_e).p_value == pytest.approx(1.0)
+
+
+def test_mcnemar_checks_its_inputs():
+    y = np.array([0, 1, 1, 0])
+    assert cstats.mcnemar(y, np.array([0.0, 1, 1, 1]), y > 0).only_b == 1  # floats/bools 0/1 are labels
+    with pytest.raises(ValueError, match="paired"):
+        cstats.mcnemar(y, y[:3], y)
+    with pytest.raises(ValueError, match="coded 0 and 1"):
+        cstats.mcnemar(y, np.array([0.2, 0.9, 0.7, 0.1]), y)
+
+
+def _scores(rng, y, separation):
+    """Scores with a known population AUC: positives ~ N(separation, 1), negatives ~ N(0, 1)."""
+    return rng.normal(size=len(y)) + separation * y
+
+
+def test_paired_bootstrap_auc_identical_models_give_zero():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 150)
+    p = _scores(rng, y, 1.0)
+    assert cstats.paired_bootstrap_auc(y, p, p.copy(), n_boot=200) == (0.0, 0.0, 0.0)
+
+
+def test_paired_bootstrap_auc_covers_the_true_difference_and_is_paired():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(800) < 0.3).astype(int)
+    p_a, p_b = _scores(rng, y, 2.0), _scores(rng, y, 1.0)
+    true_diff = stats.norm.cdf(2.0 / np.sqrt(2)) - stats.norm.cdf(1.0 / np.sqrt(2))  # about 0.16
+    est, lo, hi = cstats.paired_bootstrap_auc(y, p_a, p_b, n_boot=500, seed=0)
+    assert est == pytest.approx(roc_auc_score(y, p_a) - roc_auc_score(y, p_b))
+    assert lo < true_diff < hi and lo > 0  # the better model is detected
+    assert cstats.paired_bootstrap_auc(y, p_b, p_a, n_boot=500, seed=0)[0] == pytest.approx(-est)
+    assert cstats.paired_bootstrap_auc(y, p_a, p_b, n_boot=500, seed=0) == (est, lo, hi)  # seeded
+    # Two nearly identical models: resampling both on the same images cancels the shared
+    # uncertainty, so the interval of the difference is far narrower than that of one AUC.
+    p_c = p_b + rng.normal(0, 0.2, len(y))
+    _, lo_d, hi_d = cstats.paired_bootstrap_auc(y, p_b, p_c, n_boot=500, seed=0)
+    single = cstats.bootstrap(len(y), 500, 0, 2, lambda idx: np.array([roc_auc_score(y[i], p_b[i])
+                                                                       for i in idx]))
+    lo_s, hi_s = cstats.percentile_ci(single, 0.95)
+    assert (hi_d - lo_d) < 0.5 * (hi_s - lo_s)
+
+
+def test_paired_bootstrap_auc_checks_its_inputs():
+    y = np.array([0, 1, 1, 0, 1])
+    p = np.linspace(0, 1, 5)
+    with pytest.raises(ValueError, match="both classes"):
+        cstats.paired_bootstrap_auc(np.ones(5, int), p, p)
+    with pytest.raises(ValueError, match="paired"):
+        cstats.paired_bootstrap_auc(y, p, p[:4])
+    with pytest.raises(ValueError, match="finite"):
+        cstats.paired_bootstrap_auc(y, p, np.r_[p[:4], np.nan])
+    # few images: resamples with one class are skipped, the interval still exists
+    est, lo, hi = cstats.paired_bootstrap_auc(y, p, p[::-1], n_boot=200)
+    assert est == pytest.approx(4 / 6 - 2 / 6) and -1 <= lo <= hi <= 1
