@@ -236,8 +236,8 @@ def deletion_insertion(model: keras.Model, images: np.ndarray, maps: np.ndarray,
         steps: points of each curve after the start (``steps + 1`` points in all).
         baseline: what removed pixels become: "zero", "mean" (each image's channel means),
             "blur" (RISE's Gaussian blur: sigma 5 px, kernel radius 5 px, per 224 px of image
-            side; about 3 px at 128 px), a number, or an image
-            (H, W, C) or (n, H, W, C); or a pair (deletion's, insertion's). The default
+            side; about 3 px at 128 px), a number, or an image (H, W, C) or (n, H, W, C); or
+            a tuple of two (deletion's, insertion's). The default
             ("zero", "blur") is RISE's: deletion erases to black, and insertion starts from a
             blurred image, which keeps the image's coarse layout but not the details a class
             depends on -- inserting sharp pixels into a black image instead would add edges
@@ -272,7 +272,7 @@ def deletion_insertion(model: keras.Model, images: np.ndarray, maps: np.ndarray,
 
 # --------------------------------------------------------------------------- ROAD
 def _imputation_system(removed: np.ndarray, image: np.ndarray
-                       ) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+                       ) -> tuple[sparse.csc_matrix, np.ndarray, np.ndarray]:
     """Sparse system A v = b for the removed pixels' values v (m, C) and their flat indices.
 
     Row i says: removed pixel i equals the weighted mean of its in-image neighbours
