@@ -8,6 +8,7 @@ Modules, by concept (a one-way import graph; ``_checks`` is private):
 ``config``, ``environment``, ``assets``, ``images``, ``paper`` (set-up, downloads, the
 articles' numbers); ``phantom``, ``cxr``, ``data`` (chest X-ray data); ``models`` (VGG16, the
 CXR CNNs, ``predict_p``); ``saliency`` (the registry of methods, ``compute``, ``explainer``);
+``faithfulness`` (deletion/insertion, ROAD, the random-map baseline);
 ``metrics`` (similarity, regions, localisation, robustness, classifier evaluation); ``stats``
 (bootstrap, ``Estimate``, paired model comparison); ``perturb`` (noise, attacks, visibility,
 the reader quiz); ``psc`` (prediction-saliency correlation); ``sanity`` (sanity checks of

@@ -3,7 +3,9 @@
 :data:`METHODS` maps each method's id to a :class:`Method`: its display name and *its own*
 settings with their defaults. Gradient methods (vanilla, SmoothGrad, guided backprop) and the CAM
 family (Grad-CAM, Grad-CAM++, Score-CAM) come from tf-keras-vis; gradient x input and Integrated
-Gradients are short batched ``tf.GradientTape`` code (tf-keras-vis does not have them).
+Gradients are short batched ``tf.GradientTape`` code (tf-keras-vis does not have them). Two
+perturbation methods need no gradient at all: occlusion sensitivity (Zeiler & Fergus 2014) and
+SHAP's Partition explainer (Lundberg & Lee 2017; the ``shap`` package) -- they only query the model.
 
 * :func:`compute` -- maps of a batch of images for one method: a :class:`SaliencyResult` with
   *raw* maps (what the metrics need) and min-max *normalised* maps (what the eye needs).
@@ -51,7 +53,8 @@ class SaliencyResult:
         method: the method's id (a key of :data:`METHODS`).
         raw: (n, H, W) float32 in the method's own units (|gradient| for vanilla, SmoothGrad and
             guided backprop, signed relevance for gradient x input and IG, ReLU'd class
-            activation for the CAMs).
+            activation for the CAMs, signed logit drop for occlusion, signed Owen values in
+            logit units for SHAP).
         normalised: (n, H, W) float32 in [0, 1], per-image min-max of ``raw`` (of ``|raw|`` for
             the signed methods).
         seconds: wall time of the call.
@@ -247,6 +250,122 @@ def _guided_backprop(guided: keras.Model, images: np.ndarray, targets: np.ndarra
     return np.abs(input_gradients(guided, images, targets)).max(axis=-1)
 
 
+# Perturbation methods query the model with many altered copies of each image; they get the
+# call's ``batch_size`` too and build and predict the copies that many at a time.
+def predict_built(model: keras.Model, n: int, build: Callable[[np.ndarray], np.ndarray],
+                  batch_size: int) -> np.ndarray:
+    """Outputs (n, k) float32 of ``model`` for ``n`` inputs built ``batch_size`` at a time.
+
+    ``build(indices)`` returns the inputs with those indices, (b, H, W, C). Only one batch of
+    inputs exists at once, never all ``n`` (e.g. every occluded copy of every image).
+    """
+    out = [np.asarray(model.predict_on_batch(build(np.arange(sl.start, sl.stop))), np.float32)
+           for sl in _checks.batches(n, batch_size)]
+    return np.concatenate(out)
+
+
+def _target_scores(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """:func:`_target_score` of NumPy outputs (b, k): (b,) float32."""
+    return np.asarray(_target_score(tf.convert_to_tensor(outputs), targets))
+
+
+def _patch_starts(size: int, patch: int, stride: int) -> np.ndarray:
+    """Start of each patch along one axis: every ``stride`` px, the last one flush with the edge."""
+    starts = np.arange(0, size - patch + 1, stride)
+    return starts if starts[-1] == size - patch else np.append(starts, size - patch)
+
+
+def _patch_cover(size: int, patch: int, stride: int) -> np.ndarray:
+    """(patches, size) bool: which pixels of one axis each patch covers."""
+    offset = np.arange(size)[None, :] - _patch_starts(size, patch, stride)[:, None]
+    return (offset >= 0) & (offset < patch)
+
+
+def _fill_values(images: np.ndarray, fill: str | float) -> np.ndarray:
+    """(n, 1, 1, C) value that hides a pixel: each image's channel means ("mean") or a number."""
+    if isinstance(fill, str):
+        if fill != "mean":
+            raise ValueError(f'fill must be "mean" or a number, got {fill!r}')
+        return images.mean(axis=(1, 2), keepdims=True)
+    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.number)) or not np.isfinite(fill):
+        raise ValueError(f'fill must be "mean" or a finite number, got {fill!r}')
+    return np.full((len(images), 1, 1, images.shape[-1]), fill, np.float32)
+
+
+def _occlusion(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+               patch: int | None = None, stride: int | None = None, fill: str | float = "mean",
+               batch_size: int = 64) -> np.ndarray:
+    """Occlusion sensitivity (Zeiler & Fergus 2014): score drop when a square patch is hidden.
+
+    Patches of ``patch`` px (default 1/8 of the shorter side; at most the side) slide by
+    ``stride`` px (default half a patch) so that every pixel is covered; each hidden patch is
+    set to ``fill``. A pixel's value is the mean drop of the target's logit over the patches
+    that cover it (positive: hiding it lowers the score).
+    """
+    n, h, w, _ = images.shape
+    side = min(h, w)
+    patch = max(1, side // 8) if patch is None else min(_checks.positive_int(patch, "patch"), side)
+    stride = max(1, patch // 2) if stride is None else _checks.positive_int(stride, "stride")
+    rows, cols = _patch_cover(h, patch, stride), _patch_cover(w, patch, stride)
+    fills = _fill_values(images, fill)
+    per_image = len(rows) * len(cols)
+
+    def occluded(idx: np.ndarray) -> np.ndarray:
+        image, k = np.divmod(idx, per_image)
+        row, col = np.divmod(k, len(cols))
+        hidden = rows[row][:, :, None] & cols[col][:, None, :]
+        return np.where(hidden[..., None], fills[image], images[image])
+
+    clean = _target_scores(predict_built(logits, n, lambda idx: images[idx], batch_size), targets)
+    scores = _target_scores(predict_built(logits, n * per_image, occluded, batch_size),
+                            np.repeat(targets, per_image))
+    drop = (clean[:, None] - scores.reshape(n, per_image)).reshape(n, len(rows), len(cols))
+    rows, cols = rows.astype(np.float32), cols.astype(np.float32)
+    total = np.einsum("yh,nyx,xw->nhw", rows, drop, cols)  # sum over the patches covering a pixel
+    return total / np.outer(rows.sum(0), cols.sum(0))
+
+
+#: Masked copies shap's Partition explainer evaluates per model call. Fixed, not the call's
+#: ``batch_size``: the explainer expands that many partition cells per round, so its values
+#: depend on it (at a given ``max_evals``).
+SHAP_BATCH = 64
+
+
+def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
+                    max_evals: int = 400, blur: int | None = None) -> np.ndarray:
+    """SHAP values of the target's logit from ``shap``'s Partition explainer, summed over channels.
+
+    Hidden pixels take the values of the image box-blurred with a ``blur`` px kernel (default
+    half the shorter side), like shap's ``"blur(k, k)"`` image masker but with SciPy instead of
+    OpenCV: shap's masker gets NaN as its mask value and the model function replaces every NaN
+    by the blurred image. ``max_evals`` model calls per image, :data:`SHAP_BATCH` at a time;
+    shap's random tie-breaks draw from NumPy's global generator, which :func:`compute` seeds.
+    """
+    with warnings.catch_warnings():  # shap's import warns about matplotlib's colormap API
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        import shap
+
+    _, h, w, c = images.shape
+    max_evals = _checks.positive_int(max_evals, "max_evals")
+    size = max(1, min(h, w) // 2) if blur is None else _checks.positive_int(blur, "blur")
+    blurred = ndimage.uniform_filter(images, size=(1, size, size, 1), mode="mirror")
+    masker = shap.maskers.Image(np.full((h, w, c), np.nan, np.float32), (h, w, c))
+    current: dict[str, object] = {}
+
+    def score(x: np.ndarray) -> np.ndarray:
+        x = np.where(np.isnan(x), current["hidden"], x)
+        return _target_scores(logits.predict_on_batch(x), np.full(len(x), current["target"]))
+
+    maps = []
+    for image, target, hidden in zip(images, targets, blurred):  # shap explains one image a call
+        current.update(target=target, hidden=hidden)
+        # a new explainer per image: one caches the all-hidden score across images
+        explain = shap.explainers.Partition(score, masker)
+        values = explain(image[None], max_evals=max_evals, batch_size=SHAP_BATCH, silent=True).values
+        maps.append(np.asarray(values, np.float32)[0].sum(-1))
+    return np.stack(maps)
+
+
 #: SmoothGrad chunks hold at most this many noisy input values at once (float64: 256 MB).
 SMOOTHGRAD_MAX_VALUES = 32 * 2**20
 
@@ -271,6 +390,8 @@ class Method:
         global_rng: draws from NumPy's global generator (seeded for the call by :func:`compute`).
         max_batch: ``max_batch(settings, image_shape) -> int`` caps the chunk size, or None.
         per_image: settings that may hold one value per image (sliced with each chunk).
+        model_batch: ``run`` also gets ``batch_size``, the copies it predicts per model call
+            (perturbation methods, which query the model with many altered copies per image).
     """
 
     name: str
@@ -281,6 +402,7 @@ class Method:
     global_rng: bool = False
     max_batch: Callable[[Mapping, tuple[int, ...]], int] | None = None
     per_image: tuple[str, ...] = ()
+    model_batch: bool = False
 
 
 def _settings(**defaults: object) -> Mapping[str, object]:
@@ -301,6 +423,10 @@ METHODS: Mapping[str, Method] = MappingProxyType({
     "gradcam++": Method("Grad-CAM++", _gradcam_plus_plus, _settings(layer=None)),
     "scorecam": Method("Score-CAM", _scorecam, _settings(layer=None, score_max_n=32)),
     "guided_backprop": Method("Guided backprop", _guided_backprop, prepare=_guided_clone),
+    "occlusion": Method("Occlusion", _occlusion, _settings(patch=None, stride=None, fill="mean"),
+                        signed=True, model_batch=True),
+    "shap": Method("SHAP (Partition)", _shap_partition, _settings(max_evals=400, blur=None),
+                   signed=True, global_rng=True),
 })
 
 #: Display names by method id (apply them last, where a table or plot is shown).
@@ -332,16 +458,26 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
         batch_size: images per gradient call (bounds memory; results do not depend on it
             except for SmoothGrad's random noise). SmoothGrad lowers it so that a chunk's
             noisy copies stay under :data:`SMOOTHGRAD_MAX_VALUES` values (about 256 MB).
-        seed: makes SmoothGrad's noise reproducible. NumPy's global generator (which
-            tf-keras-vis draws from) is seeded for this call only and restored afterwards;
-            None leaves it alone.
+            Occlusion also builds and predicts its occluded copies this many at a time (SHAP
+            evaluates :data:`SHAP_BATCH` masked copies per call, whatever ``batch_size``).
+        seed: makes SmoothGrad's noise and SHAP's tie-breaks reproducible. NumPy's global
+            generator (which tf-keras-vis and shap draw from) is seeded for this call only and
+            restored afterwards; None leaves it alone.
         **settings: the method's own settings (see ``METHODS[method].settings``):
             ``smooth_samples``, ``smooth_noise`` (SmoothGrad: sample count and noise s.d. as a
             fraction of each image's value range; Smilkov et al. 2017 suggest 10-20 %);
             ``ig_steps``, ``baseline`` (Integrated Gradients: path steps and a baseline image
             (H, W, C) or one per image (n, H, W, C), default all zeros); ``layer`` (the CAMs'
             convolution layer, default the last one); ``score_max_n`` (Score-CAM uses the
-            ``score_max_n`` most variable channels, Faster-Score-CAM; None uses all, slow).
+            ``score_max_n`` most variable channels, Faster-Score-CAM; None uses all, slow);
+            ``patch``, ``stride``, ``fill`` (occlusion: square side and step in px, default
+            1/8 of the shorter side and half a patch; hidden pixels take ``fill``, default
+            ``"mean"``, each image's channel means, so a patch removes detail but adds no dark
+            square the model could react to; or a number, e.g. 0.0);
+            ``max_evals``, ``blur`` (SHAP Partition: model calls per image, and the box-blur
+            kernel in px whose output replaces hidden pixels, default half the shorter side).
+            Occlusion and SHAP maps are in logit units: the drop of the target's score when a
+            patch is hidden, and Owen values that add up to score(image) - score(blurred image).
 
     Returns:
         :class:`SaliencyResult` with raw and normalised (n, H, W) maps.
@@ -367,6 +503,8 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
         # many chunks (e.g. SmoothGrad on a whole test split) take minutes: show progress
         for sl in tqdm(slices, desc=entry.name, unit="batch", leave=False, disable=len(slices) < 4):
             chunk_settings = {k: (v[sl] if k in per_image else v) for k, v in full.items()}
+            if entry.model_batch:
+                chunk_settings["batch_size"] = batch_size
             raw = entry.run(prepared, images[sl], target_arr[sl], **chunk_settings)
             chunks.append(np.asarray(raw, np.float32).reshape(-1, *images.shape[1:3]))
     finally:

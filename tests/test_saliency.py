@@ -184,3 +184,68 @@ def test_integrated_gradients_takes_one_baseline_per_image_across_batches(linear
                            baseline=baseline[0], batch_size=4)  # one (H, W, C) baseline for all
     np.testing.assert_allclose(one.raw, (w[None, ..., 0] * (x - baseline[0])).sum(-1),
                                rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- perturbation methods
+def test_occlusion_with_one_pixel_patches_of_a_linear_model_is_weight_times_change(linear):
+    """Hiding pixel (i, j) of a linear model changes logit k by w_ijk . (x_ij - fill), exactly."""
+    model, w, x = linear
+    for k in range(3):
+        zero = saliency.compute(model, x, "occlusion", k, patch=1, stride=1, fill=0.0).raw
+        np.testing.assert_allclose(zero, (w[None, ..., k] * x).sum(-1), rtol=1e-4, atol=1e-5)
+    mean = saliency.compute(model, x, "occlusion", 2, patch=1, stride=1).raw  # fill="mean"
+    change = x - x.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(mean, (w[None, ..., 2] * change).sum(-1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="fill"):
+        saliency.compute(model, x, "occlusion", 0, fill="black")
+
+
+@pytest.fixture(scope="module")
+def read_region():
+    """p = sigmoid(10 (mean of a 4 x 4 square - 0.5)) on 16 x 16 images whose square is bright."""
+    from helpers import linear_model as linear
+
+    region = np.zeros((16, 16), bool)
+    region[3:7, 9:13] = True
+    model = linear(region / region.sum() * 10.0, "sigmoid", bias=-5.0)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 0.5, (3, 16, 16, 1)).astype(np.float32)
+    x[:, region] = rng.uniform(0.6, 1.0, (3, region.sum(), 1))
+    return model, x, region
+
+
+def test_occlusion_is_high_in_the_read_region_and_zero_beyond_a_patch_of_it(read_region):
+    from scipy import ndimage
+
+    model, x, region = read_region
+    res = saliency.compute(model, x, "occlusion", 1, patch=4, stride=2)
+    one_by_one = saliency.compute(model, x, "occlusion", 1, patch=4, stride=2, batch_size=1)
+    np.testing.assert_allclose(res.raw, one_by_one.raw, rtol=1e-5, atol=1e-6)  # batching only
+    reach = ndimage.binary_dilation(region, np.ones((7, 7), bool))  # patches touching the region
+    for occ in res.raw:
+        assert occ[region].min() > 0 and region[np.unravel_index(occ.argmax(), occ.shape)]
+        assert np.abs(occ[~reach]).max() < 1e-6  # patches that miss the region change nothing
+    negative = saliency.compute(model, x, "occlusion", 0, patch=4, stride=2).raw
+    np.testing.assert_allclose(negative, -res.raw, rtol=1e-5, atol=1e-6)  # logit of "not p": -z
+    assert res.settings["patch"] == 4 and saliency.METHODS["occlusion"].signed
+
+
+def test_shap_partition_is_seeded_adds_up_and_ranks_the_read_region_first(read_region):
+    from scipy import ndimage
+
+    model, x, region = read_region
+    a = saliency.compute(model, x, "shap", 1, max_evals=300).raw
+    b = saliency.compute(model, x, "shap", 1, max_evals=300, batch_size=7).raw
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # seeded; images per chunk only
+    # Owen values add up to score(image) - score(all hidden = box-blurred by half the side)
+    logits = saliency.logit_model(model)
+    hidden = ndimage.uniform_filter(x, size=(1, 8, 8, 1), mode="mirror")
+    gap = (logits(x) - logits(hidden)).numpy()[:, 0]
+    np.testing.assert_allclose(a.sum((1, 2)), gap, rtol=1e-4)
+    # shap splits the image in halves down to 2 x 2 cells; the square (odd rows and columns)
+    # straddles cells, whose credit is shared by all their pixels: the 16 best pixels lie in or
+    # next to the square, and per pixel the square holds far more than the rest
+    near = ndimage.binary_dilation(region, np.ones((3, 3), bool))
+    for m in a:
+        assert near.ravel()[np.argsort(-m.ravel())[:16]].all()
+        assert m[region].mean() > 8 * np.abs(m[~region]).mean()

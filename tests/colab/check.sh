@@ -34,7 +34,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # 1. Colab's preinstalled stack: the packages the course (and its tests) use, at Colab's versions.
 "$PY" -m pip install -q -c "$CONSTRAINTS" tensorflow keras numpy pandas scipy scikit-learn \
-    scikit-image matplotlib pillow tqdm psutil ipywidgets protobuf ipykernel jupyter_client \
+    scikit-image matplotlib pillow tqdm psutil ipywidgets shap protobuf ipykernel jupyter_client \
     nbconvert nbformat nbclient pytest pyyaml packaging 2>&1 | grep -v "^WARNING: Location" || true
 "$PY" -m pip freeze --exclude-editable > "$WORK/before.txt"
 
