@@ -39,6 +39,12 @@ Calibration (``benchmarks/calibrate_phantom.py``: 8,000 images, 90/10 split, the
 with the default knobs the CNN reaches ≈95 % test accuracy (the article's range), about half
 of the COVID cases stay "COVID" once their opacities are removed, and flipping both shortcuts
 drops accuracy by ≈40 points: the model leans on the shortcuts, as in the article.
+Sites (3,000 images, marker and abdomen shortcuts off, one seed): without sites the CNN
+reaches 86 % after 4 epochs and 90 % after 12, all from the opacities. With ``site_strength``
+0.15, 0.5 or 1 and 4 epochs it reads the site alone (77 %: 88 % at site A, 55 % at B; 24 %
+on the site-flipped test set; removing the opacities changes nothing); trained longer (early
+stop after 10 of 12 epochs, strength 1) it uses both: 84 % (93 % / 66 %), 57 % site-flipped,
+COVID recall 72 % -> 38 % without opacities.
 """
 from __future__ import annotations
 

@@ -181,8 +181,10 @@ def test_flip_site_changes_only_the_processing(small_sites):
     assert np.array_equal(other_site(other_site(small_sites)).images, small_sites.images)
     # a row subset re-renders exactly those rows
     rows = np.array([95, 0, 33, 33])
-    np.testing.assert_array_equal(other_site(small_sites, rows).images, fl.images[rows])
-    np.testing.assert_array_equal(other_site(small_sites, rows).site, fl.site[rows])
+    part = other_site(small_sites, rows)
+    np.testing.assert_array_equal(part.images, fl.images[rows])
+    np.testing.assert_array_equal(part.site, fl.site[rows])
+    np.testing.assert_array_equal(part.border_px, fl.border_px[rows])
 
 
 def test_flip_site_makes_site_b_look_like_site_b(small_sites):
@@ -202,6 +204,14 @@ def test_lesion_removal_stays_local_with_sites(small_sites):
     near = ndimage.binary_dilation(les, np.ones((1, 5, 5), bool))
     diff = (cf.images != small_sites.images)[..., 0]
     assert les.any() and diff[les].mean() > 0.5 and not (diff & ~near).any()
+
+
+def test_course_data_passes_the_site_knobs_and_fingerprints_them():
+    plain = data.load_course_cxr(n=60, source="phantom", marker_strength=0.0)
+    two = data.load_course_cxr(n=60, source="phantom", marker_strength=0.0, site_strength=1.0)
+    assert two.phantom_set.params.site_strength == 1.0 and set(two.phantom_set.site) == {0, 1}
+    assert np.array_equal(plain.labels, two.labels) and plain.fingerprint != two.fingerprint
+    assert np.array_equal(plain.train_idx, two.train_idx)
 
 
 def test_other_site_needs_sites():
