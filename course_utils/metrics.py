@@ -161,7 +161,10 @@ class RegionAttribution:
 
     Attributes:
         mass_share: region -> (n,) share of the map's total |saliency| inside the region, in
-            [0, 1] (NaN for an all-zero map). Overlapping regions each count the shared pixels.
+            [0, 1]; NaN for an all-zero map and where the region is empty in that image (no
+            lesion in a normal film, no lung mask for a film of a partly masked data set), so
+            means over images count only images that have the region. Overlapping regions each
+            count the shared pixels.
         area_share: region -> (n,) share of the image's pixels inside the region, in [0, 1].
         enrichment: region -> (n,) ``mass_share / area_share``: 1 = the region gets the saliency
             its size predicts (a uniform map), > 1 = over-attended, < 1 = under-attended;
@@ -193,8 +196,9 @@ class RegionAttribution:
 
         Returns:
             DataFrame indexed by region (or by (region, class) with ``labels``) with columns
-            ``mass_share``, ``area_share``, ``enrichment`` (means of the per-image values,
-            NaNs ignored; enrichment is the mean of per-image ratios, not a ratio of means) and
+            ``mass_share``, ``area_share``, ``enrichment`` (means of the per-image values over
+            the images that have the region, NaNs ignored; enrichment is the mean of per-image
+            ratios, not a ratio of means) and
             ``n_images`` (images where the enrichment is defined, i.e. the region is not empty).
             With ``n_boot > 0`` also ``enrichment_lo`` / ``enrichment_hi``: a 95% percentile
             bootstrap interval of the mean enrichment over images.
@@ -218,7 +222,8 @@ class RegionAttribution:
                 row = {
                     "region": region, "class": names.get(key.item(), str(key.item())),
                     "mass_share": stats.nanmean(self.mass_share[region][sel]),
-                    "area_share": stats.nanmean(self.area_share[region][sel]),
+                    "area_share": stats.nanmean(np.where(self.area_share[region][sel] > 0,
+                                                         self.area_share[region][sel], np.nan)),
                     "enrichment": stats.nanmean(self.enrichment[region][sel]),
                     "n_images": int(np.isfinite(self.enrichment[region][sel]).sum()),
                 }
@@ -268,8 +273,8 @@ def region_attribution(maps: np.ndarray, masks: Mapping[str, np.ndarray], *,
     mass_share, area_share, enrichment = {}, {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for k, m in regions.items():
-            mass_share[k] = np.where(total > 0, mass[k] / total, np.nan)
             area_share[k] = m.sum(axis=(1, 2)) / hw
+            mass_share[k] = np.where((total > 0) & (area_share[k] > 0), mass[k] / total, np.nan)
             enrichment[k] = np.where(area_share[k] > 0, mass_share[k] / area_share[k], np.nan)
     return RegionAttribution(mass_share, area_share, enrichment)
 

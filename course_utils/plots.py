@@ -56,22 +56,28 @@ def overlay(ax: plt.Axes, image: np.ndarray, saliency: np.ndarray | None = None,
 def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None, *,
          row_titles: Sequence[str] | None = None, col_titles: Sequence[str] | None = None,
          alpha: float = 0.55, size: float = 2.3, overlay_maps: bool = True,
-         outlines: dict[str, np.ndarray] | None = None) -> plt.Figure:
+         outlines: dict[str, np.ndarray] | None = None,
+         underlays: dict[str, np.ndarray] | None = None) -> plt.Figure:
     """Images in rows; column 0 the image, then one column per map set.
 
     ``maps``: {column title: (n, H, W) maps in [0, 1]}; ``overlay_maps=False`` shows the maps
     alone (no photo underneath), which is how noisy maps are best judged. ``outlines``:
-    {region: (n, H, W) bool} contours drawn on every panel (e.g. the "L" marker).
+    {region: (n, H, W) bool} contours drawn on every panel (e.g. the "L" marker). ``underlays``:
+    {column title: (n, H, W[, C]) images} to draw that column's maps over instead of ``images``
+    (e.g. the lungs-hidden images a probe model actually saw).
     """
     maps = maps or {}
+    underlays = underlays or {}
+    if set(underlays) - set(maps):
+        raise ValueError(f"underlays for columns that have no maps: {sorted(set(underlays) - set(maps))}")
     n, cols = len(images), 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
     titles = list(col_titles) if col_titles else ["image", *maps]
     for i in range(n):
         overlay(axes[i, 0], images[i], title=titles[0] if i == 0 else None)
-        for j, m in enumerate(maps.values(), start=1):
+        for j, (col, m) in enumerate(maps.items(), start=1):
             if overlay_maps:
-                overlay(axes[i, j], images[i], m[i], alpha=alpha)
+                overlay(axes[i, j], underlays.get(col, images)[i], m[i], alpha=alpha)
             else:
                 axes[i, j].imshow(m[i], cmap=SALIENCY_CMAP, vmin=0, vmax=1)
                 axes[i, j].set_xticks([])

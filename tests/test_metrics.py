@@ -105,7 +105,9 @@ def test_region_attribution_of_a_uniform_map_is_enrichment_one_and_nan_for_empty
     for region in ("lungs", "body", "outside body"):
         np.testing.assert_allclose(ra.enrichment[region], 1.0)
     np.testing.assert_allclose(ra.enrichment["lesions"][[0, 2, 3]], 1.0)
-    assert np.isnan(ra.enrichment["lesions"][1]) and ra.mass_share["lesions"][1] == 0
+    assert np.isnan(ra.enrichment["lesions"][1]) and np.isnan(ra.mass_share["lesions"][1])
+    # an absent region is undefined, not "no mass": a mean over images skips it
+    np.testing.assert_allclose(ra.mass_share["lesions"][[0, 2, 3]], ra.area_share["lesions"][[0, 2, 3]])
     zero = metrics.region_attribution(np.zeros((4, 10, 10)), masks)  # no mass: shares undefined
     assert np.isnan(zero.mass_share["lungs"]).all() and np.isnan(zero.enrichment["lungs"]).all()
 

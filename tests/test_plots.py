@@ -6,6 +6,7 @@ import json
 import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
 matplotlib.use("Agg")
 
@@ -22,6 +23,17 @@ def test_overlay_and_grid(saved):
     assert saved(fig, "grid")
     fig = plots.grid(imgs, maps, overlay_maps=False)
     assert saved(fig, "grid_plain")
+
+
+def test_grid_draws_a_column_over_its_own_underlay():
+    imgs = np.zeros((1, 8, 8, 3))
+    other = np.full((1, 8, 8, 3), 255.0)
+    maps = {"a": np.zeros((1, 8, 8)), "b": np.zeros((1, 8, 8))}
+    fig = plots.grid(imgs, maps, underlays={"b": other})
+    shown = [np.asarray(ax.get_images()[0].get_array()).mean() for ax in fig.axes]
+    assert shown[0] == shown[1] and shown[2] > shown[1]  # column b sits on the white image
+    with pytest.raises(ValueError, match="no maps"):
+        plots.grid(imgs, maps, underlays={"c": other})
 
 
 def test_photo_panel_shows_credits(saved):
