@@ -140,17 +140,23 @@ def _load_real(root, image_size: int, seed: int, n: int | None) -> CourseCXR:
         patients=real.patients)
 
 
+def dilate(masks: np.ndarray, px: int) -> np.ndarray:
+    """(n, H, W) bool masks grown by ``px`` pixels (4-connected steps, per image); 0 = unchanged."""
+    if not px:
+        return masks
+    from scipy import ndimage
+
+    structure = ndimage.generate_binary_structure(2, 1)[None]  # no growth across images
+    return ndimage.binary_dilation(masks, structure, iterations=px)
+
+
 def apply_lung_mask(images: np.ndarray, lungs: np.ndarray, dilate_px: int = 3) -> np.ndarray:
     """Zero every pixel outside the lung fields grown by ``dilate_px`` pixels.
 
     ``images``: (n, H, W, 1) in [0, 1]; ``lungs``: (n, H, W) bool. An image whose lung mask is
     empty (no mask available) is returned unchanged rather than blanked.
     """
-    from scipy import ndimage
-
-    structure = ndimage.generate_binary_structure(2, 1)[None]
-    keep = ndimage.binary_dilation(lungs, structure, iterations=dilate_px) if dilate_px else lungs
-    keep = keep | ~lungs.any(axis=(1, 2))[:, None, None]
+    keep = dilate(lungs, dilate_px) | ~lungs.any(axis=(1, 2))[:, None, None]
     return np.where(keep[..., None], images, np.float32(0)).astype(np.float32, copy=False)
 
 
@@ -229,15 +235,17 @@ def hide_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
     lungs = cxr_data.masks.get("lungs")
     every = lungs is not None and (cxr_data.has_lung_mask is None or cxr_data.has_lung_mask.all())
     if every:
-        from scipy import ndimage
-
-        structure = ndimage.generate_binary_structure(2, 1)[None]
-        hidden = ndimage.binary_dilation(lungs, structure, iterations=dilate_px) if dilate_px else lungs
-        return keep_only(cxr_data, ~hidden, f"lungs hidden (masks +{dilate_px} px)")
+        return keep_only(cxr_data, ~dilate(lungs, dilate_px), f"lungs hidden (masks +{dilate_px} px)")
     return keep_only(cxr_data, ~lung_proxy(cxr_data.image_size), "lungs hidden (a central box)")
 
 
-def corner_masks(n: int, image_size: int, fraction: float = 0.18) -> dict[str, np.ndarray]:
+#: Side of each corner square as a fraction of the image side: where laterality letters and burnt-in
+#: text usually sit. Shared by :func:`corner_masks` and the film statistics of
+#: :func:`course_utils.shortcuts.image_statistics`, so "the corners" mean one thing everywhere.
+CORNER_FRACTION = 0.18
+
+
+def corner_masks(n: int, image_size: int, fraction: float = CORNER_FRACTION) -> dict[str, np.ndarray]:
     """Square corner regions, (n, S, S) bool each: a *proxy* for where burnt-in markers sit.
 
     Real radiographs do not come with marker annotations; laterality letters and text are

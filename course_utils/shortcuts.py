@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import _checks, config, metrics
+from . import _checks, config, data, metrics
 
 __all__ = [
     "NEAR_PERFECT",
@@ -58,9 +58,10 @@ def image_statistics(images: np.ndarray, original_shapes: np.ndarray | None = No
     Returns:
         ``(n, k)`` DataFrame: a 16-bin intensity histogram (fractions of pixels), mean, standard
         deviation and 1/50/99th percentiles, the mean and standard deviation of the outer
-        border (6 % of the side) and the mean of each 10 % corner, texture (mean absolute
-        Laplacian, i.e. noise and sharpness), and — when given — log height, log width and
-        aspect ratio.
+        border (6 % of the side) and the mean of each corner square (``data.CORNER_FRACTION`` of the
+        side, as in :func:`course_utils.data.corner_masks`, without the ``exclude`` pixels),
+        texture (mean absolute Laplacian, i.e. noise and sharpness), and — when given — log
+        height, log width and aspect ratio.
     """
     from scipy import ndimage
 
@@ -82,11 +83,14 @@ def image_statistics(images: np.ndarray, original_shapes: np.ndarray | None = No
     frame = np.ones((h, w), bool)
     frame[b:-b, b:-b] = False
     cols |= {"border mean": x[:, frame].mean(1), "border std": x[:, frame].std(1)}
-    k = max(1, int(round(0.10 * min(h, w))))
+    k = max(1, int(round(data.CORNER_FRACTION * min(h, w))))
     first, last = slice(0, k), slice(-k, None)
     for name, (rs, cs) in {"top-left": (first, first), "top-right": (first, last),
                            "bottom-left": (last, first), "bottom-right": (last, last)}.items():
-        cols[f"corner {name}"] = x[:, rs, cs].mean(axis=(1, 2))
+        corner = np.zeros((h, w), bool)
+        corner[rs, cs] = True
+        inside = corner & use if (corner & use).any() else corner  # never the excluded pixels
+        cols[f"corner {name}"] = x[:, inside].mean(1)
     cols["texture"] = np.array([np.abs(ndimage.laplace(im))[use].mean() for im in x])
     if original_shapes is not None:
         shapes = np.asarray(original_shapes, dtype=np.float64)
