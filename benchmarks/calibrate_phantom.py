@@ -14,6 +14,7 @@ Usage::
     python benchmarks/calibrate_phantom.py                 # full: 8,000 images, ~5-8 min on 2 CPUs
     COURSE_FAST=1 python benchmarks/calibrate_phantom.py   # ~1,500 images, ~1 min
     python benchmarks/calibrate_phantom.py --seed 1 --set lesion_intensity=0.3
+    python benchmarks/calibrate_phantom.py --set site_strength=1   # + the site shortcut
 """
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "both neutralised (strength 0)": {"marker_strength": 0.0, "abdomen_strength": 0.0},
         "lesions removed (COVID recall)": {"render_lesions": False},
     }
+    if ps.params.site_strength > 0:  # --set site_strength=...: two acquisition sites
+        variants |= {"site flipped (other site's processing)": {"flip_site": True},
+                     "sites removed (strength 0)": {"site_strength": 0.0}}
     results: dict[str, float] = {}
     for name, change in variants.items():
         alt = ps if not change else rerender(ps, **change)

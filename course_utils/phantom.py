@@ -17,11 +17,18 @@ default to this generator. Each image is drawn from a few dozen per-image random
   in NORMAL images; (b) abdomen brightness, higher in COVID images. Strength 0 makes each
   independent of the label; ``flip_shortcuts=True`` swaps the class dependence (markers
   mostly in COVID, bright abdomen in normals) to measure how much a model relies on them.
+* **Acquisition sites** (``site_strength`` in [0, 1], default 0 = none): two simulated
+  hospitals whose films differ in *global* character -- tone curve, sharpness, grain and a
+  collimation frame (:class:`SiteStyle`, :data:`SITE_STYLES`) -- with different COVID
+  prevalence (``site_prevalence``), so a model can learn the site instead of the disease: a
+  diffuse source shortcut no region localises (DeGrave et al. 2021). ``flip_site=True`` (or
+  :func:`other_site`) films the same patients at the other site.
 
 Counterfactuals are *exact*: every random number is drawn whatever the rendering switches
 say, so ``rerender(ps, render_marker=False)`` (or :func:`remove_marker`,
 :func:`remove_lesions`, :func:`set_abdomen_brightness`) returns the very same images with
-one component changed, and pixels outside that component's mask are bit-identical.
+one component changed, and pixels outside that component's mask are bit-identical (with
+sites, the sharpness filter spreads the change by up to 2 pixels at 128 px).
 :func:`erase_marker` is an approximate in-painting fallback for images without a generator.
 
 Everything is deterministic per ``seed`` (``np.random.default_rng``) and bit-identical on
@@ -32,6 +39,12 @@ Calibration (``benchmarks/calibrate_phantom.py``: 8,000 images, 90/10 split, the
 with the default knobs the CNN reaches ≈95 % test accuracy (the article's range), about half
 of the COVID cases stay "COVID" once their opacities are removed, and flipping both shortcuts
 drops accuracy by ≈40 points: the model leans on the shortcuts, as in the article.
+Sites (3,000 images, marker and abdomen shortcuts off, one seed): without sites the CNN
+reaches 86 % after 4 epochs and 90 % after 12, all from the opacities. With ``site_strength``
+0.15, 0.5 or 1 and 4 epochs it reads the site alone (77 %: 88 % at site A, 55 % at B; 24 %
+on the site-flipped test set; removing the opacities changes nothing); trained longer (early
+stop after 10 of 12 epochs, strength 1) it uses both: 84 % (93 % / 66 %), 57 % site-flipped,
+COVID recall 72 % -> 38 % without opacities.
 """
 from __future__ import annotations
 
@@ -49,13 +62,16 @@ __all__ = [
     "COVID_FRACTION",
     "MASK_KEYS",
     "MARKER_CORNERS",
+    "SITE_STYLES",
     "PhantomParams",
+    "SiteStyle",
     "PhantomSet",
     "make_phantom_cxr",
     "rerender",
     "remove_marker",
     "remove_lesions",
     "set_abdomen_brightness",
+    "other_site",
     "erase_marker",
 ]
 
@@ -74,6 +90,54 @@ _MARKER_CORNER_P = (0.55, 0.30, 0.08, 0.07)
 
 
 # --------------------------------------------------------------------------- data classes
+@dataclass(frozen=True)
+class SiteStyle:
+    """How one simulated acquisition site (hospital) processes its films, at ``site_strength`` 1.
+
+    The defaults are the identity (no processing); ``site_strength`` s scales each setting's
+    departure from it: gamma -> gamma**s, sharpness, grain level and frame width -> s times
+    theirs (frame value and grain correlation are kept). Applied after anatomy, opacities and
+    exposure, before the "L" marker, in this order: tone curve, sharpness, grain, frame.
+
+    Attributes:
+        gamma: tone-curve exponent applied to the film (> 1 darker mid-tones and lungs,
+            < 1 brighter and flatter), in [0.5, 2].
+        sharpness: unsharp-mask amount in [-1, 2]: > 0 edge enhancement, < 0 softening
+            (-1 = a Gaussian blur of 1 px at 128 px, scaled with the image size).
+        grain_sd: standard deviation of extra film grain/detector noise (intensity units),
+            in [0, 0.1]; each image gets 0.7-1.3 times it.
+        grain_sigma: correlation length of that grain in pixels at 128 px (scaled with the
+            image size), in [0, 4]; 0 = white (fine) grain, larger = coarse mottle.
+        border: width of a collimation/shutter frame on each side, as a fraction of the image
+            side, in [0, 0.05]; each side gets 0.6-1.4 times it (at most 7 % of the side, which
+            stays clear of the lungs).
+        border_value: intensity of the frame, in [0, 1] (0 black electronic shutter, ≈0.8 bright
+            unexposed collimated film).
+    """
+
+    gamma: float = 1.0
+    sharpness: float = 0.0
+    grain_sd: float = 0.0
+    grain_sigma: float = 0.0
+    border: float = 0.0
+    border_value: float = 0.0
+
+
+#: The two sites of :func:`make_phantom_cxr` at ``site_strength=1``. Site 0 ("A", few COVID
+#: cases by default): darker, contrasty, edge-enhanced films with fine grain and a black
+#: shutter frame. Site 1 ("B", many COVID cases): brighter, flatter, soft films with coarse
+#: mottle and a bright collimation frame.
+SITE_STYLES: tuple[SiteStyle, SiteStyle] = (
+    SiteStyle(gamma=1.25, sharpness=0.8, grain_sd=0.012, grain_sigma=0.0, border=0.03,
+              border_value=0.0),
+    SiteStyle(gamma=0.8, sharpness=-0.7, grain_sd=0.02, grain_sigma=1.6, border=0.035,
+              border_value=0.82),
+)
+
+#: Fields of :class:`PhantomParams` that only matter when ``site_strength`` > 0.
+_SITE_FIELDS = ("site_strength", "site_prevalence", "site_styles", "flip_site")
+
+
 @dataclass(frozen=True)
 class PhantomParams:
     """The knobs a :class:`PhantomSet` was generated with (see :func:`make_phantom_cxr`)."""
@@ -95,6 +159,18 @@ class PhantomParams:
     render_marker: bool = True
     render_lesions: bool = True
     abdomen_gain_override: float | None = None
+    site_strength: float = 0.0
+    site_prevalence: tuple[float, float] = (0.1, 0.6)
+    site_styles: tuple[SiteStyle, SiteStyle] = SITE_STYLES
+    flip_site: bool = False
+
+    def __repr__(self) -> str:
+        # The site fields are listed only where they differ from their defaults, so that a
+        # site-free set has the repr -- and hence the data fingerprint, under which trained
+        # models are cached -- it had before sites existed.
+        shown = [f for f in dataclasses.fields(self)
+                 if f.name not in _SITE_FIELDS or getattr(self, f.name) != f.default]
+        return f"PhantomParams({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
 
 class PackedMasks(Mapping):
@@ -141,6 +217,10 @@ class PhantomSet:
         lesion_extent: (n,) float32 in [0, 1], fraction of lung pixels inside the lesion mask.
         subtle: (n,) bool, COVID case drawn as subtle (faint/small opacities).
         has_benign_blob: (n,) bool, a faint benign blob is drawn in the lungs.
+        site: (n,) int64, the acquisition site whose processing the image shows (0 = "A",
+            1 = "B"; after ``flip_site``); all 0 when ``site_strength`` is 0 (no sites).
+        border_px: (n, 4) int64, width in pixels of the site's frame at the top, bottom, left
+            and right (all 0 without a frame).
         params: the :class:`PhantomParams` used (enough to re-render the set exactly).
         indices: None for a whole set; for a part rendered with ``rerender(..., indices=...)``,
             (m,) int64, the rows of the whole set (of ``params.n`` images) these images are.
@@ -155,6 +235,8 @@ class PhantomSet:
     lesion_extent: np.ndarray
     subtle: np.ndarray
     has_benign_blob: np.ndarray
+    site: np.ndarray
+    border_px: np.ndarray = field(repr=False)
     params: PhantomParams = field(repr=False)
     indices: np.ndarray | None = field(default=None, repr=False)
 
@@ -181,6 +263,33 @@ def _validate(p: PhantomParams) -> None:
     g = p.abdomen_gain_override
     if g is not None and not (0.3 <= float(g) <= 2.0):
         raise ValueError(f"abdomen_gain_override must be None or in [0.3, 2.0], got {g!r}")
+    _validate_sites(p)
+
+
+_STYLE_RANGES = {"gamma": (0.5, 2.0), "sharpness": (-1.0, 2.0), "grain_sd": (0.0, 0.1),
+                 "grain_sigma": (0.0, 4.0), "border": (0.0, 0.05), "border_value": (0.0, 1.0)}
+
+
+def _validate_sites(p: PhantomParams) -> None:
+    _checks.in_unit_interval(p.site_strength, "site_strength")
+    prev = p.site_prevalence
+    if not isinstance(prev, (tuple, list)) or len(prev) != 2:
+        raise ValueError(f"site_prevalence must be a pair (COVID share at site A, at site B), got {prev!r}")
+    for k, q in enumerate(prev):
+        _checks.in_unit_interval(q, f"site_prevalence[{k}]")
+    styles = p.site_styles
+    if (not isinstance(styles, (tuple, list)) or len(styles) != 2
+            or not all(isinstance(st, SiteStyle) for st in styles)):
+        raise ValueError(f"site_styles must be a pair of SiteStyle, got {styles!r}")
+    for k, st in enumerate(styles):
+        for name, (lo, hi) in _STYLE_RANGES.items():
+            value = getattr(st, name)
+            if not lo <= value <= hi:
+                raise ValueError(f"site_styles[{k}].{name} must be in [{lo}, {hi}], got {value!r}")
+    lo, hi = sorted(float(q) for q in prev)
+    if p.site_strength > 0 and not lo <= p.covid_fraction <= hi:
+        raise ValueError(f"covid_fraction {p.covid_fraction:.3g} must lie between the site prevalences "
+                         f"{tuple(prev)}: the overall COVID share is a mix of the two sites' shares")
 
 
 # --------------------------------------------------------------------------- random draws
@@ -239,7 +348,33 @@ def _draw(p: PhantomParams) -> dict[str, np.ndarray]:
     d["chunk_seeds"] = rng.integers(0, 2**63 - 1, max(1, math.ceil(n / _CHUNK)))
     d["tex_seed"] = rng.integers(0, 2**63 - 1, 1)
     d.update(_draw_blobs(rng, d, labels))
+    if p.site_strength > 0:  # drawn last: everything above is the same with or without sites
+        d.update(_draw_sites(rng, p, labels))
     return d
+
+
+def _site_shares(p: PhantomParams, f: float) -> tuple[float, float]:
+    """P(site B | normal), P(site B | COVID) that give the site prevalences ``p.site_prevalence``
+    with an overall COVID share ``f``.
+    """
+    pa, pb = (float(q) for q in p.site_prevalence)
+    w = 0.5 if pa == pb else float(np.clip((f - pa) / (pb - pa), 0.0, 1.0))  # share of site B
+    q_covid = w * pb / f if f > 0 else 0.0
+    q_normal = w * (1.0 - pb) / (1.0 - f) if f < 1 else 0.0
+    return float(np.clip(q_normal, 0, 1)), float(np.clip(q_covid, 0, 1))
+
+
+def _draw_sites(rng: np.random.Generator, p: PhantomParams, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Site of each image (exact counts per class) and the site-independent processing draws."""
+    n = labels.shape[0]
+    site = np.zeros(n, np.int64)
+    for cls, q in zip((0, 1), _site_shares(p, float(labels.mean()))):
+        members = np.flatnonzero(labels == cls)
+        site[rng.permutation(members)[:int(round(q * members.size))]] = 1
+    return {"site": site, "site_seed": rng.integers(0, 2**63 - 1, 1),
+            "grain_idx": rng.integers(0, _TEX_BANK, n),
+            "grain_oy": rng.integers(0, p.image_size, n), "grain_ox": rng.integers(0, p.image_size, n),
+            "grain_jit": rng.uniform(0.7, 1.3, n), "frame_jit": rng.uniform(0.6, 1.4, (n, 4))}
 
 
 _K_LES = 6   # max COVID patches per image
@@ -435,12 +570,73 @@ def _expose(dc: dict, D: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0.0, 1.0, out=img)
 
 
-def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int,
-                  tex: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Render B images: returns (B, S, S) float32 in [0, 1] and the region masks.
+def _grain_banks(p: PhantomParams, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each site's grain: zero-mean unit-variance noise fields with its correlation, (K, 2S, 2S)."""
+    S = p.image_size
+    white = np.random.default_rng(seed).standard_normal((_TEX_BANK, 2 * S, 2 * S)).astype(_f32)
+    banks = []
+    for st in p.site_styles:
+        sigma = st.grain_sigma * S / 128
+        bank = ndimage.gaussian_filter(white, (0, sigma, sigma), mode="wrap") if sigma > 0 else white
+        banks.append(bank / bank.std())
+    return banks[0], banks[1]
 
-    Only pointwise operations follow the compositing, so switching a component off changes
-    no pixel outside that component's mask.
+
+def _style_values(p: PhantomParams, site: np.ndarray, name: str) -> np.ndarray:
+    """Per-image value (B,) of a :class:`SiteStyle` field for the given sites, before strength."""
+    return np.array([getattr(st, name) for st in p.site_styles], np.float64)[site]
+
+
+def _site_process(p: PhantomParams, dc: dict, img: np.ndarray,
+                  banks: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's site processing (tone curve, sharpness, grain, frame), strength-scaled.
+
+    Returns the processed (B, S, S) float32 images in [0, 1] and the frame widths (B, 4) in
+    pixels (top, bottom, left, right). Every draw it uses was made for every image whatever its
+    site, so rendering the other site's processing (``flip_site``) changes nothing else.
+    """
+    s, S = float(p.site_strength), img.shape[1]
+    site = dc["site"] ^ int(bool(p.flip_site))
+    col = lambda x: x.astype(_f32)[:, None, None]  # noqa: E731
+    gamma = _style_values(p, site, "gamma") ** s
+    if (gamma != 1).any():
+        np.power(img, col(gamma), out=img)
+    amount = _style_values(p, site, "sharpness") * s
+    if (amount != 0).any():  # unsharp mask (> 0) or softening (< 0) against a small Gaussian
+        sigma = S / 128
+        x = np.arange(-math.ceil(2 * sigma), math.ceil(2 * sigma) + 1)
+        w = np.exp(-0.5 * (x / sigma) ** 2)
+        w = (w / w.sum()).astype(_f32)
+        blur = ndimage.correlate1d(ndimage.correlate1d(img, w, axis=1, mode="nearest"),
+                                   w, axis=2, mode="nearest")
+        blur -= img
+        blur *= col(-amount)
+        img += blur
+    sd = _style_values(p, site, "grain_sd") * s * dc["grain_jit"]
+    for k in (0, 1):
+        rows = np.flatnonzero((site == k) & (sd > 0))
+        if rows.size:
+            grain = _crop(banks[k], dc["grain_idx"][rows], dc["grain_oy"][rows], dc["grain_ox"][rows], S)
+            img[rows] += grain * col(sd[rows])
+    np.clip(img, 0.0, 1.0, out=img)
+    width = np.rint(_style_values(p, site, "border")[:, None] * s * S * dc["frame_jit"]).astype(np.int64)
+    value = _style_values(p, site, "border_value").astype(_f32)
+    for i in np.flatnonzero(width.any(axis=1)):
+        t, b, left, r = width[i]
+        img[i, :t] = img[i, S - b:] = value[i]
+        img[i, :, :left] = img[i, :, S - r:] = value[i]
+    return img, width
+
+
+def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.ndarray, np.ndarray],
+                  banks: tuple[np.ndarray, np.ndarray] | None = None,
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Render B images: returns (B, S, S) float32 in [0, 1], the region masks and the site
+    frames' widths (B, 4) in pixels.
+
+    Without sites only pointwise operations follow the compositing, so switching a component off
+    changes no pixel outside that component's mask. With sites, the sharpness filter spreads a
+    change by up to ``2 * S / 128`` pixels (rounded up) beyond the mask.
     """
     S = p.image_size
     rng = np.random.default_rng(chunk_seed)
@@ -449,6 +645,9 @@ def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int,
     an = _anatomy(dc, u, v, k)
     D, les = _density(p, dc, an, tex, rng, grid)
     img = _expose(dc, D, rng)
+    border = np.zeros((img.shape[0], 4), np.int64)
+    if banks is not None:  # acquisition site: global processing of the film (not of the marker)
+        img, border = _site_process(p, dc, img, banks)
     # burnt-in "L" marker (detector coordinates, after everything else)
     marker = _marker_mask(dc, S)
     if p.render_marker:
@@ -464,7 +663,7 @@ def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int,
         "marker": marker,
         "body": an["body"] > 0.5,
     }
-    return img.astype(_f32, copy=False), masks
+    return img.astype(_f32, copy=False), masks, border
 
 
 def _opacity(field: np.ndarray, coarse: np.ndarray, amp: np.ndarray, lung_w: np.ndarray,
@@ -522,6 +721,10 @@ def make_phantom_cxr(
     render_marker: bool = True,
     render_lesions: bool = True,
     abdomen_gain_override: float | None = None,
+    site_strength: float = _D.site_strength,
+    site_prevalence: tuple[float, float] = _D.site_prevalence,
+    site_styles: tuple[SiteStyle, SiteStyle] = SITE_STYLES,
+    flip_site: bool = False,
 ) -> PhantomSet:
     """Generate ``n`` synthetic frontal chest radiographs with ground-truth masks.
 
@@ -551,6 +754,19 @@ def make_phantom_cxr(
         render_marker: False renders the same images without any "L" (exact counterfactual).
         render_lesions: False renders the same images without COVID opacities (labels kept).
         abdomen_gain_override: if given, every image's abdomen gain is set to this value.
+        site_strength: in [0, 1]. 0 (default): one site, no site processing (the images are
+            exactly those of earlier versions). > 0: every image comes from one of two simulated
+            acquisition sites whose films differ in *global* character -- tone curve, sharpness,
+            grain and a collimation frame (``site_styles``) -- scaled by the strength (1:
+            clearly different but plausible films). A diffuse source shortcut (DeGrave et al.
+            2021) that no region of the image localises.
+        site_prevalence: (COVID share at site A, at site B), each in [0, 1]; with
+            ``covid_fraction`` between them it fixes the site sizes (default 0.1 / 0.6 with the
+            default fraction: about 32 % of the films from site B, and P(site B) ≈ 0.74 for
+            COVID, ≈ 0.18 for normals). Counts per class and site are exact up to rounding.
+        site_styles: the two sites' :class:`SiteStyle` (default :data:`SITE_STYLES`).
+        flip_site: render every image with the *other* site's processing (same patients,
+            labels, masks and random numbers: an exact counterfactual of the site alone).
 
     Returns:
         A :class:`PhantomSet`; ``images`` (n, H, W, 1) float32 in [0, 1], ``labels`` (n,) int64,
@@ -558,7 +774,8 @@ def make_phantom_cxr(
         bytes (float32 image + one byte of mask bits), e.g. 0.8 GB for 10,000 images at 128 px.
 
     Raises:
-        ValueError: on n <= 0, image_size < 64, or fractions/strengths outside [0, 1].
+        ValueError: on n <= 0, image_size < 64, fractions/strengths outside [0, 1], site styles
+            outside their ranges, or (with sites) ``covid_fraction`` outside ``site_prevalence``.
     """
     params = PhantomParams(
         n=n, image_size=image_size, seed=seed, covid_fraction=covid_fraction,
@@ -568,7 +785,9 @@ def make_phantom_cxr(
         marker_rate_normal=marker_rate_normal, marker_rate_covid=marker_rate_covid,
         abdomen_gain_delta=abdomen_gain_delta, heart_scale=heart_scale,
         render_marker=bool(render_marker), render_lesions=bool(render_lesions),
-        abdomen_gain_override=abdomen_gain_override)
+        abdomen_gain_override=abdomen_gain_override, site_strength=site_strength,
+        site_prevalence=tuple(site_prevalence), site_styles=tuple(site_styles),
+        flip_site=bool(flip_site))
     return _generate(params)
 
 
@@ -579,8 +798,11 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     keep = np.arange(n) if indices is None else _checks.indices(indices, n)
     d = _draw(p)
     tex = _texture_bank(int(d["tex_seed"][0]), S)
+    sites = p.site_strength > 0
+    banks = _grain_banks(p, int(d["site_seed"][0])) if sites else None
     images = np.empty((len(keep), S, S, 1), np.float32)
     bits = np.zeros((len(keep), S, S), np.uint8)
+    border = np.zeros((len(keep), 4), np.int64)
     per_image = {k: v for k, v in d.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
     for c, lo in enumerate(range(0, n, _CHUNK)):
         hi = min(n, lo + _CHUNK)
@@ -588,9 +810,10 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         if not wanted.any():
             continue  # chunks have their own seeds: skipping one changes nothing else
         dc = {k: v[lo:hi] for k, v in per_image.items()}
-        img, mk = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex)
+        img, mk, frame = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks)
         rows = keep[wanted] - lo
         images[wanted, :, :, 0] = img[rows]
+        border[wanted] = frame[rows]
         packed = np.zeros((len(rows), S, S), np.uint8)
         for k, key in enumerate(MASK_KEYS):
             packed |= mk[key][rows].astype(np.uint8) << np.uint8(k)
@@ -604,8 +827,9 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         marker_corner=d["marker_corner"][keep].astype(np.int64),
         abdomen_gain=_abdomen_gain(p, d)[keep].astype(np.float32),
         lesion_extent=extent.astype(np.float32), subtle=d["subtle"][keep],
-        has_benign_blob=d["benign"][keep], params=p,
-        indices=None if indices is None else keep)
+        has_benign_blob=d["benign"][keep],
+        site=(d["site"][keep] ^ int(p.flip_site)) if sites else np.zeros(len(keep), np.int64),
+        border_px=border, params=p, indices=None if indices is None else keep)
 
 
 def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: object) -> PhantomSet:
@@ -613,9 +837,10 @@ def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: objec
 
     Every random number is drawn regardless of the rendering switches, so e.g.
     ``rerender(ps, render_marker=False)`` gives the same images as ``ps`` except inside
-    ``ps.masks["marker"]``. ``indices``: render only these rows of ``ps`` (in this order), e.g.
-    the test split: the pixels are identical to the whole set's rows, the memory is that of
-    the rows (an 8,000-image set takes about 0.65 GB with its masks). Returns a new
+    ``ps.masks["marker"]``, and ``rerender(ps, flip_site=True)`` the same patients filmed at
+    the other site (see :func:`other_site`). ``indices``: render only these rows of ``ps`` (in
+    this order), e.g. the test split: the pixels are identical to the whole set's rows, the
+    memory is that of the rows (an 8,000-image set takes about 0.65 GB with its masks). Returns a new
     :class:`PhantomSet`: as long as ``ps`` or as ``indices``.
     """
     rows = ps.indices
@@ -646,6 +871,18 @@ def set_abdomen_brightness(ps: PhantomSet, gain: float,
     ``ps.masks["abdomen"]`` are unchanged. ``indices``: as in :func:`rerender`.
     """
     return rerender(ps, indices, abdomen_gain_override=float(gain))
+
+
+def other_site(ps: PhantomSet, indices: np.ndarray | None = None) -> PhantomSet:
+    """The same patients with the other acquisition site's processing (toggles ``flip_site``).
+
+    Labels, masks, markers and every random number stay the same; only the site's tone curve,
+    sharpness, grain and frame change, so ``other_site(other_site(ps))`` gives ``ps`` back
+    exactly. Needs a set made with ``site_strength`` > 0. ``indices``: as in :func:`rerender`.
+    """
+    if ps.params.site_strength <= 0:
+        raise ValueError("this phantom set has no sites (site_strength=0): there is no other site")
+    return rerender(ps, indices, flip_site=not ps.params.flip_site)
 
 
 def erase_marker(images: np.ndarray, marker_masks: np.ndarray, radius: int = 3) -> np.ndarray:

@@ -185,9 +185,10 @@ def evidence(aucs: Mapping[str, float], *, full: str = "full image", strong: flo
 
     out = []
     if (a := aucs.get("lungs hidden")) is not None:
+        share = "much" if a >= strong else ("part" if a >= some else "little")
         out.append(f"With the lungs blacked out a CNN still predicts the label {level(a)} (AUC {a:.2f}): "
-                   + ("much of the label lies outside the lungs — a shortcut is available to the model."
-                      if a >= some else "little of the label lies outside the lungs."))
+                   f"{share} of the label lies outside the lungs"
+                   + (" — a shortcut is available to the model." if a >= some else "."))
     if (a := aucs.get("corners only")) is not None:
         out.append(f"From the four corners alone (where markers and text sit) it predicts the label "
                    f"{level(a)} (AUC {a:.2f})"

@@ -208,6 +208,7 @@ def test_evidence_sentences_follow_the_numbers():
                                "lungs only": 0.80})
     assert "well (AUC 0.97)" in high[0] and "shortcut is available" in high[0]
     assert "no evidence" in high[1] and "0.19 of AUC came from outside" in high[2]
+    assert "part of the label" in shortcuts.evidence({"lungs hidden": 0.8})[0]
     low = shortcuts.evidence({"lungs hidden": 0.6})
     assert "barely or not" in low[0] and "little of the label" in low[0]
     with pytest.raises(ValueError, match="no recognised probe"):
