@@ -274,3 +274,21 @@ def with_training_cap(cxr_data: CourseCXR, max_train: int, seed: int = config.SE
         cxr_data, train_idx=np.sort(cxr_data.train_idx[keep]),
         description=cxr_data.description + f"; {len(keep):,} training images",
         fingerprint=_fingerprint(cxr_data.fingerprint, "train-cap", max_train, seed))
+
+
+def with_permuted_labels(cxr_data: CourseCXR, seed: int = config.SEED) -> CourseCXR:
+    """The same images with the *training* labels shuffled among the training images.
+
+    For Adebayo et al.'s data-randomisation test: a model trained on this sees the same images
+    and the same share of each class, but no link between an image and its label, so it cannot
+    learn anything that predicts the label. The test labels stay true, so its test accuracy
+    shows that (it should be at chance). ``phantom_set`` is dropped: its labels no longer match.
+    """
+    rng = np.random.default_rng(seed)
+    labels = cxr_data.labels.copy()
+    labels[cxr_data.train_idx] = rng.permutation(labels[cxr_data.train_idx])
+    return dataclasses.replace(
+        cxr_data, labels=labels,
+        description=cxr_data.description + f"; training labels permuted (seed {seed})",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "permuted-labels", seed),
+        phantom_set=None)

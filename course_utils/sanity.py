@@ -8,6 +8,11 @@
 * **Model randomisation** (Adebayo et al. 2018) -- :func:`randomised_layers` (a context manager
   that re-initialises layers and always restores the trained weights) and
   :func:`cascading_randomisation`.
+* **Data randomisation** (Adebayo et al. 2018) -- :func:`data_randomisation`: the maps of a model
+  trained on permuted labels against the real model's.
+* **Shifts and rotations** (Yang & Berdine's limitation 4.3; in the spirit of Kindermans et al.'s
+  input invariance) -- :func:`shift_rotation_stability` (with :func:`move`, :func:`move_margin`): does
+  the map move with the image, and does the prediction change?
 
 Methods are passed as explainers (``{method id: saliency.explainer(model, method, ...)}``), so
 each check runs every method with the settings the notebook chose. Tables are keyed by method and
@@ -31,7 +36,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import metrics, models, saliency, stats
+from . import _checks, metrics, models, saliency, stats
 
 #: The course CNN's weighted layers from the top (output) down: the cascading randomisation order.
 CASCADE_LAYERS: tuple[str, ...] = ("p_covid", "dense", "last_conv", "conv3", "conv2", "conv1")
@@ -65,6 +70,47 @@ def map_agreement(reference: Mapping[str, np.ndarray],
                 rows.append({"method": method, "comparison": name, "measure": m,
                              "mean": est, "lo": lo, "hi": hi})
     return pd.DataFrame(rows)
+
+
+def data_randomisation(reference: Mapping[str, np.ndarray], permuted: Mapping[str, np.ndarray], *,
+                       measures: Sequence[str] = ("spearman_abs", "ssim"), n_pairs: int = 50,
+                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Adebayo et al.'s data-randomisation test: real-label model vs permuted-label model.
+
+    ``reference``: method -> (n, H, W) raw maps of the model trained on the true labels;
+    ``permuted``: method -> maps of the *same* images (same targets) from a model trained on the
+    same images with shuffled labels (:func:`course_utils.data.with_permuted_labels`), which
+    knows nothing about the label. A method passes when the two models' maps of the same image
+    are less alike than the real model's maps of two different images (the random-pair
+    baseline, as in :meth:`CascadeResult.verdict`); maps that look the same for both models show
+    the image, not what the model learned about the label.
+
+    Returns:
+        DataFrame indexed by method id with columns (measure id, quantity): "permuted labels"
+        (mean similarity over images), "lo" and "hi" (its bootstrap 95 % CI), "random pairs"
+        (the baseline) and "passes"; and ("maps", "constant") -- permuted-label maps with one
+        value everywhere (e.g. an all-zero Grad-CAM), whose Spearman correlation is undefined
+        and left out of the mean, while SSIM compares them as blank pictures.
+    """
+    missing = sorted(set(reference) - set(permuted))
+    if missing:
+        raise ValueError(f"no permuted-label maps for {missing}")
+    long = map_agreement(reference, {"permuted labels": {m: permuted[m] for m in reference}},
+                         measures=measures, n_pairs=n_pairs, n_boot=n_boot, seed=seed)
+    rows: dict[str, dict[tuple[str, str], object]] = {}
+    for (method, measure), g in long.groupby(["method", "measure"], sort=False):
+        g = g.set_index("comparison")
+        ours, base = g.loc["permuted labels"], float(g.loc["random pairs", "mean"])
+        rows.setdefault(method, {}).update({
+            (measure, "permuted labels"): float(ours["mean"]), (measure, "lo"): float(ours["lo"]),
+            (measure, "hi"): float(ours["hi"]), (measure, "random pairs"): base,
+            (measure, "passes"): bool(ours["mean"] < base)})
+    for method, row in rows.items():
+        flat = np.asarray(permuted[method]).reshape(len(permuted[method]), -1)
+        row[("maps", "constant")] = int((flat == flat[:, :1]).all(axis=1).sum())
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["measure", None])
+    return table.rename_axis("method")
 
 
 def _fresh(layer: keras.layers.Layer, attr: str, seed: int) -> np.ndarray | None:
@@ -295,3 +341,211 @@ def smoothgrad_curve(model: keras.Model, images: np.ndarray, targets,
             row["clean vs noisy"] = float(stats.nanmean(metrics.spearman_maps(first.raw, noisy.raw)))
         rows.append(row)
     return pd.DataFrame(rows).set_index("n_samples")
+
+
+# ------------------------------------------------------------------ shifts and rotations
+def move(arrays: np.ndarray, *, shift: int = 0, angle: float = 0.0) -> np.ndarray:
+    """Images or maps moved ``shift`` pixels down and ``shift`` to the right, or rotated.
+
+    ``arrays``: (n, H, W) maps or (n, H, W, C) images; ``shift``: an integer number of pixels
+    (negative moves up and left); ``angle``: degrees, counter-clockwise as displayed with the
+    first row at the top, about the image centre (bilinear interpolation). Give one of the two.
+    Edges: pixels that enter from outside copy the nearest edge pixel (``mode="nearest"``), so
+    no black bar or sharp new edge appears that a model could react to. An integer shift is
+    exact (no interpolation); a shift and its inverse give back every pixel at least ``|shift|``
+    from the edge, a rotation and its inverse only approximately (interpolation smooths).
+    Returns float32 of the same shape.
+    """
+    from scipy import ndimage
+
+    x = np.asarray(arrays, np.float32)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"expected (n, H, W) maps or (n, H, W, C) images, got shape {x.shape}")
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)):
+        raise ValueError(f"shift must be a whole number of pixels, got {shift!r}")
+    if shift and angle:
+        raise ValueError("give a shift or an angle, not both")
+    if shift:
+        offset = (0, shift, shift) + (0,) * (x.ndim - 3)
+        return ndimage.shift(x, offset, order=0, mode="nearest")
+    if angle:
+        return ndimage.rotate(x, angle, axes=(2, 1), reshape=False, order=1, mode="nearest")
+    return x.copy()
+
+
+def move_margin(image_size: int, shifts: Sequence[int] = (), angles: Sequence[float] = ()) -> int:
+    """Pixels to leave out at each edge so that every move keeps the compared centre in the image.
+
+    A shift by s (down and right) and back loses an s-pixel strip; a rotation by a and back loses
+    the corners outside the largest centred square that fits inside the rotated square, of side
+    S / (cos a + sin a), plus one pixel for the interpolation. Returns the largest of these.
+    """
+    margin = max([abs(int(s)) for s in shifts] or [0])
+    for a in angles:
+        r = np.deg2rad(abs(float(a)) % 90)
+        inner = image_size / (np.cos(r) + np.sin(r))
+        margin = max(margin, int(np.ceil((image_size - inner) / 2)) + 1)
+    return margin
+
+
+@dataclass
+class MoveResult:
+    """Do maps move with the image? (:func:`shift_rotation_stability`)
+
+    Attributes:
+        moves: the moves, e.g. ["shift 1 px", ..., "rotate 5°"].
+        scores: long DataFrame with columns method, move, comparison, measure, mean, lo, hi
+            (bootstrap 95 % CI over images). ``comparison`` is "moved back" (the map of the moved
+            image, moved back by the inverse move, against the original map: 1 = the map
+            followed the image exactly), "left in place" (the map of the moved image against the
+            original map without moving it back: high when the map stays where it was whatever
+            the image does) or "interpolation only" (the original map moved and moved back: the
+            best "moved back" can be, 1 for whole-pixel shifts, below 1 for rotations).
+        baseline: method -> measure -> mean similarity of random pairs of original maps of
+            different images (:func:`metrics.random_pair_baseline`), on the same central crop.
+        p: DataFrame indexed by move with the model's "mean |Δp|", "max |Δp|" and "flipped"
+            (predictions that crossed 0.5) -- a separate question: the prediction may change
+            while the map does or does not.
+        margin: pixels left out at each edge in every comparison (:func:`move_margin` plus the
+            extra ``border``).
+        examples: method -> {"original" or move: (k, H, W) raw maps (moved back) of the first
+            k images}, for display.
+        seconds: method -> wall time of the maps of the moved images.
+    """
+
+    moves: list[str]
+    scores: pd.DataFrame
+    baseline: dict[str, dict[str, float]]
+    p: pd.DataFrame
+    margin: int
+    examples: dict[str, dict[str, np.ndarray]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def table(self, measure: str = "spearman_abs") -> pd.DataFrame:
+        """Mean ``measure`` per method (rows): "moved back" per move, then "random pairs"."""
+        s = self.scores[(self.scores["measure"] == measure)
+                        & (self.scores["comparison"] == "moved back")]
+        wide = s.pivot(index="method", columns="move", values="mean")
+        wide = wide.loc[list(dict.fromkeys(s["method"])), self.moves]
+        wide["random pairs"] = [self.baseline[m][measure] for m in wide.index]
+        return wide.rename_axis(columns=None)
+
+    def verdict(self, move: str, measure: str = "spearman_abs") -> pd.DataFrame:
+        """One row per method for one move: does the map follow the image?
+
+        Columns: "moved back", "left in place", "interpolation only", "random pairs" (means of
+        ``measure``); "kept" = (moved back - random pairs) / (interpolation only - random
+        pairs), the share of the way from "no more alike than two different images" (0) to
+        "followed the image exactly" (1); "follows" = the moved-back map beats both the
+        random pairs and the map left in place.
+        """
+        if move not in self.moves:
+            raise ValueError(f"move must be one of {self.moves}, got {move!r}")
+        s = self.scores[(self.scores["measure"] == measure) & (self.scores["move"] == move)]
+        wide = s.pivot(index="method", columns="comparison", values="mean")
+        wide = wide.loc[list(dict.fromkeys(s["method"])),
+                        ["moved back", "left in place", "interpolation only"]]
+        wide["random pairs"] = [self.baseline[m][measure] for m in wide.index]
+        gap = wide["interpolation only"] - wide["random pairs"]
+        wide["kept"] = (wide["moved back"] - wide["random pairs"]) / gap.where(gap > 0)
+        wide["follows"] = ((wide["moved back"] > wide["random pairs"])
+                           & (wide["moved back"] > wide["left in place"]))
+        return wide.rename_axis(columns=None)
+
+
+def shift_rotation_stability(explain: Mapping[str, Explain], model: keras.Model,
+                             images: np.ndarray, targets, *, shifts: Sequence[int] = (1, 2, 4),
+                             angles: Sequence[float] = (2.0, 5.0), n_pairs: int = 50,
+                             seed: int = 0, border: int = 0, n_boot: int = 200,
+                             n_examples: int = 2,
+                             clean_maps: Mapping[str, np.ndarray] | None = None) -> MoveResult:
+    """Do the maps move with the image? Yang & Berdine's limitation 4.3, for small shifts and
+    rotations.
+
+    Each image is moved by :func:`move` (``shifts``: whole pixels down and right; ``angles``:
+    degrees about the centre; edges copy the nearest pixel), each method's map of the moved
+    image is moved *back* by the inverse move and compared, on the central crop that every move
+    keeps inside the image (``margin`` px left out at each edge, :func:`move_margin` +
+    ``border``), with the map of the original image by :func:`metrics.similarities` (Spearman
+    of |map|, SSIM). A map that explains the image follows it: after the move back it lies
+    where it was. Beside it: the map left in place (not moved back), the interpolation-only
+    ceiling, the random-pair baseline of the original maps, and the model's |Δp| per move.
+    This is the spirit of Kindermans et al.'s (2019) input invariance -- an explanation should
+    mirror how the model responds to a transformation of the input -- applied to positions;
+    their own transformation was a constant shift of the pixel *values*.
+
+    Args:
+        explain: method id -> explainer of ``model``.
+        model: the classifier (for p before and after each move).
+        images: (n, H, W, C), n >= 2.
+        targets: the class each map explains.
+        shifts: whole-pixel shifts, each down and to the right by that many pixels.
+        angles: rotations in degrees, counter-clockwise about the image centre.
+        n_pairs: random pairs of original maps for the baseline.
+        seed: for the pairs and the bootstrap.
+        border: extra pixels to leave out at each edge (e.g. a network's edge effects).
+        n_boot: bootstrap resamples for the intervals.
+        n_examples: images whose maps are kept for display.
+        clean_maps: method -> (n, H, W) raw maps of ``images`` already computed with the same
+            settings (reused instead of recomputed).
+
+    Returns:
+        :class:`MoveResult`.
+    """
+    images = _checks.images(images)
+    size = images.shape[1]
+    if images.shape[2] != size:
+        raise ValueError(f"square images expected, got {images.shape[1:3]}")
+    if isinstance(border, bool) or not isinstance(border, (int, np.integer)) or border < 0:
+        raise ValueError(f"border must be a whole number of pixels >= 0, got {border!r}")
+    moves = {f"shift {int(s)} px": {"shift": int(s)} for s in shifts}
+    moves |= {f"rotate {float(a):g}°": {"angle": float(a)} for a in angles}
+    if not moves:
+        raise ValueError("give at least one shift or angle")
+    margin = move_margin(size, shifts, angles) + int(border)
+    if 2 * margin >= size - 6:
+        raise ValueError(f"a {margin}-pixel margin leaves less than 7 x 7 pixels of a "
+                         f"{size}-pixel image to compare")
+    inner = (slice(None), slice(margin, size - margin), slice(margin, size - margin))
+    inverse = {name: {k: -v for k, v in kw.items()} for name, kw in moves.items()}
+    moved = {name: move(images, **kw) for name, kw in moves.items()}
+    p0 = models.predict_p(model, images)
+    p_rows = {}
+    for name, x in moved.items():
+        p1 = models.predict_p(model, x)
+        dp = np.abs(p1 - p0)
+        p_rows[name] = {"mean |Δp|": float(dp.mean()), "max |Δp|": float(dp.max()),
+                        "flipped": int(((p1 > 0.5) != (p0 > 0.5)).sum())}
+    clean_maps = dict(clean_maps or {})
+    k = min(n_examples, len(images))
+    rows, baseline, examples, seconds = [], {}, {}, {}
+    for method, f in explain.items():
+        original = clean_maps.get(method)
+        original = f(images, targets) if original is None else np.asarray(original, np.float32)
+        if original.shape != images.shape[:3]:
+            raise ValueError(f"clean maps of {method} have shape {original.shape}, expected "
+                             f"{images.shape[:3]}")
+        baseline[method] = {m: float(stats.nanmean(v)) for m, v in
+                            metrics.random_pair_baseline(original[inner], n_pairs, seed).items()
+                            if m in ("spearman_abs", "ssim")}
+        examples[method] = {"original": original[:k]}
+        seconds[method] = 0.0
+        for name, x in moved.items():
+            start = time.perf_counter()
+            maps = f(x, targets)
+            seconds[method] += time.perf_counter() - start
+            back = move(maps, **inverse[name])
+            examples[method][name] = back[:k]
+            there_and_back = move(move(original, **moves[name]), **inverse[name])
+            for comparison, other in (("moved back", back), ("left in place", maps),
+                                      ("interpolation only", there_and_back)):
+                sims = metrics.similarities(original[inner], other[inner])
+                for measure in ("spearman_abs", "ssim"):
+                    values = sims[measure]
+                    est, lo, hi = (stats.bootstrap_ci(values, n_boot=n_boot, seed=seed)
+                                   if np.isfinite(values).any() else (np.nan,) * 3)
+                    rows.append({"method": method, "move": name, "comparison": comparison,
+                                 "measure": measure, "mean": est, "lo": lo, "hi": hi})
+    p_table = pd.DataFrame.from_dict(p_rows, orient="index").rename_axis("move")
+    return MoveResult(list(moves), pd.DataFrame(rows), baseline, p_table, margin, examples,
+                      seconds)

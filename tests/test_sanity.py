@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import linear_model
 
 from course_utils import data, metrics, models, plots, saliency, sanity
 
@@ -355,3 +356,160 @@ def test_notebook_04_plots_draw_what_they_are_given(cnn, images, tmp_path):
     where = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
     assert set(where) == {"x", "z"} and where["x"] > where["z"]  # the two largest, largest on top
     assert _saved(fig, tmp_path, "importance")
+
+
+# ------------------------------------------------------------------ shifts and rotations
+def _smooth_images(n: int, size: int, seed: int) -> np.ndarray:
+    from scipy import ndimage
+
+    x = np.random.default_rng(seed).uniform(0, 1, (n, size, size, 1))
+    x = ndimage.gaussian_filter(x, (0, 1.5, 1.5, 0))
+    return ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+def _equivariant_cnn(size: int) -> keras.Model:
+    """ReLU convolution -> global average -> sigmoid: translation-equivariant maps in the interior."""
+    init = keras.initializers.GlorotUniform(seed=3)
+    inputs = keras.Input((size, size, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=init,
+                            bias_initializer=keras.initializers.Constant(-0.2))(inputs)
+    out = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=init)(
+        keras.layers.GlobalAveragePooling2D()(h))
+    return keras.Model(inputs, out)
+
+
+def _square_model(size: int) -> keras.Model:
+    """logit = w * mean(x^2): its gradient is 2 w x / size^2, a copy of the image."""
+    inputs = keras.Input((size, size, 1))
+    squared = keras.layers.Multiply()([inputs, inputs])
+    dense = keras.layers.Dense(1, activation="sigmoid", use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(squared)))
+    dense.set_weights([np.full((1, 1), 3.0, np.float32)])
+    return model
+
+
+def test_move_shifts_exactly_rotates_counter_clockwise_and_copies_the_edge():
+    x = np.random.default_rng(0).uniform(0, 1, (2, 12, 12, 1)).astype(np.float32)
+    moved = sanity.move(x, shift=3)
+    np.testing.assert_array_equal(moved[:, 3:, 3:], x[:, :-3, :-3])  # 3 px down and right
+    np.testing.assert_array_equal(moved[:, 0, 0], x[:, 0, 0])  # the entering strip copies the edge
+    np.testing.assert_array_equal(sanity.move(moved, shift=-3)[:, 3:-3, 3:-3], x[:, 3:-3, 3:-3])
+    quarter = sanity.move(x[..., 0], angle=90)  # maps (n, H, W) too
+    np.testing.assert_allclose(quarter, np.rot90(x[..., 0], 1, axes=(1, 2)), atol=1e-5)
+    np.testing.assert_array_equal(sanity.move(x), x)
+    for bad in ({"shift": 1.5}, {"shift": True}, {"shift": 1, "angle": 2.0}):
+        with pytest.raises(ValueError):
+            sanity.move(x, **bad)
+    with pytest.raises(ValueError, match="shape"):
+        sanity.move(x[0, ..., 0], shift=1)
+
+
+def test_move_margin_covers_the_largest_shift_and_the_rotated_corners():
+    assert sanity.move_margin(128, shifts=(1, 2, 4)) == 4
+    # a square of side 128 / (cos 5° + sin 5°) = 118.1 fits in the rotated one: 5 px, + 1
+    assert sanity.move_margin(128, angles=(2, 5)) == 6
+    assert sanity.move_margin(128, shifts=(8,), angles=(5,)) == 8
+    assert sanity.move_margin(64) == 0
+
+
+def test_maps_of_a_translation_equivariant_model_follow_a_shift_exactly():
+    size = 24
+    model = _equivariant_cnn(size)
+    x = _smooth_images(5, size, seed=1)
+    # the map at a pixel depends on the image within 2 px (two 3 x 3 steps): leave 2 px more out
+    res = sanity.shift_rotation_stability({"vanilla": saliency.explainer(model, "vanilla")}, model,
+                                          x, 1, shifts=(1, 3), angles=(), border=2, n_pairs=10,
+                                          n_boot=20)
+    assert res.moves == ["shift 1 px", "shift 3 px"] and res.margin == 5
+    for move in res.moves:
+        v = res.verdict(move)
+        assert v.loc["vanilla", "moved back"] == pytest.approx(1, abs=1e-6)
+        assert v.loc["vanilla", "interpolation only"] == pytest.approx(1)
+        assert v.loc["vanilla", "left in place"] < 0.9  # it did move with the image...
+        assert v.loc["vanilla", "kept"] == pytest.approx(1, abs=1e-6) and v.loc["vanilla", "follows"]
+    assert res.table().loc["vanilla", "shift 3 px"] == pytest.approx(1, abs=1e-6)
+    assert res.examples["vanilla"]["original"].shape == (2, size, size)
+    # ...while the prediction barely changes: global averaging sees nearly the same features
+    assert res.p.loc["shift 1 px", "mean |Δp|"] < 0.02 and res.p["flipped"].dtype.kind == "i"
+
+
+def test_maps_of_a_fixed_weight_linear_model_stay_put_when_the_image_moves():
+    size = 16
+    w = np.random.default_rng(2).normal(size=(size, size))
+    model = linear_model(w)
+    x = _smooth_images(6, size, seed=3)
+    res = sanity.shift_rotation_stability({"vanilla": saliency.explainer(model, "vanilla")}, model,
+                                          x, 1, shifts=(2,), angles=(5,), n_pairs=10, n_boot=20)
+    for move in res.moves:
+        v = res.verdict(move).loc["vanilla"]
+        # every map is |w|, wherever the image is: left in place it matches, moved back it does not
+        assert v["left in place"] == pytest.approx(1) and v["random pairs"] == pytest.approx(1)
+        assert v["moved back"] < 0.9 and not v["follows"] and np.isnan(v["kept"])
+    # a 5° turn moves central pixels by under a pixel, a 2 px shift moves all of them by 2
+    assert res.verdict("shift 2 px").loc["vanilla", "moved back"] < 0.3
+    p0 = models.predict_p(model, x)
+    dp = np.abs(models.predict_p(model, sanity.move(x, shift=2)) - p0)
+    assert res.p.loc["shift 2 px", "mean |Δp|"] == pytest.approx(dp.mean(), rel=1e-5)
+    assert res.p.loc["shift 2 px", "mean |Δp|"] > 0  # the prediction changes: another question
+
+
+def test_rotation_is_judged_against_the_interpolation_ceiling():
+    size = 32
+    model = _square_model(size)
+    x = _smooth_images(5, size, seed=4)
+    explain = {"vanilla": saliency.explainer(model, "vanilla")}
+    res = sanity.shift_rotation_stability(explain, model, x, 1, shifts=(2,), angles=(5,),
+                                          n_pairs=10, n_boot=20)
+    v = res.verdict("rotate 5°")
+    # the map is a copy of the image, so it follows a rotation as far as interpolation allows
+    np.testing.assert_allclose(v["moved back"], v["interpolation only"], atol=2e-3)
+    assert v.loc["vanilla", "interpolation only"] < 1 and v.loc["vanilla", "follows"]
+    assert res.verdict("shift 2 px").loc["vanilla", "moved back"] == pytest.approx(1, abs=1e-6)
+    # precomputed maps of the unmoved images are reused; wrong shapes and moves are refused
+    original = explain["vanilla"](x, 1)
+    again = sanity.shift_rotation_stability(explain, model, x, 1, shifts=(2,), angles=(),
+                                            clean_maps={"vanilla": original}, n_boot=20)
+    np.testing.assert_array_equal(again.examples["vanilla"]["original"], original[:2])
+    with pytest.raises(ValueError, match="shape"):
+        sanity.shift_rotation_stability(explain, model, x, 1, clean_maps={"vanilla": original[:2]})
+    with pytest.raises(ValueError, match="7 x 7"):
+        sanity.shift_rotation_stability(explain, model, x, 1, shifts=(13,), angles=())
+    with pytest.raises(ValueError, match="at least one"):
+        sanity.shift_rotation_stability(explain, model, x, 1, shifts=(), angles=())
+    with pytest.raises(ValueError, match="move must be"):
+        res.verdict("rotate 90°")
+
+
+# ------------------------------------------------------------------ data randomisation
+def test_permuted_labels_shuffle_the_training_labels_only():
+    d = data.load_course_cxr(image_size=64, n=300, source="phantom")
+    p = data.with_permuted_labels(d, seed=1)
+    train, test = d.train_idx, d.test_idx
+    np.testing.assert_array_equal(p.labels[test], d.labels[test])  # the test set stays true
+    assert sorted(p.labels[train]) == sorted(d.labels[train])  # the same classes, same shares...
+    assert 0.3 < (p.labels[train] == d.labels[train]).mean() < 0.8  # ...no longer on their images
+    assert p.images is d.images and p.fingerprint != d.fingerprint and p.phantom_set is None
+    np.testing.assert_array_equal(data.with_permuted_labels(d, seed=1).labels, p.labels)
+    assert data.with_permuted_labels(d, seed=2).fingerprint != p.fingerprint
+
+
+def test_data_randomisation_passes_maps_that_changed_and_fails_maps_that_did_not():
+    rng = np.random.default_rng(9)
+    common = rng.normal(size=(12, 12))  # what every map of the real model shares
+    real = common + 0.5 * rng.normal(size=(10, 12, 12))
+    other = rng.normal(size=(12, 12)) + 0.5 * rng.normal(size=(10, 12, 12))
+    table = sanity.data_randomisation({"same": real, "changed": real},
+                                      {"same": real.copy(), "changed": other},
+                                      n_pairs=20, n_boot=50)
+    assert list(table.index) == ["same", "changed"]
+    assert table.loc["same", ("ssim", "permuted labels")] == pytest.approx(1)
+    assert not table.loc["same", ("spearman_abs", "passes")]
+    assert table.loc["changed", ("spearman_abs", "passes")] and table.loc["changed", ("ssim", "passes")]
+    row = table.loc["changed", "spearman_abs"]
+    assert row["lo"] <= row["permuted labels"] <= row["hi"] < row["random pairs"]
+    assert (table[("maps", "constant")] == 0).all()
+    blank = sanity.data_randomisation({"vanilla": real}, {"vanilla": np.zeros_like(real)}, n_boot=20)
+    assert blank.loc["vanilla", ("maps", "constant")] == len(real)
+    assert np.isnan(blank.loc["vanilla", ("spearman_abs", "permuted labels")])
+    with pytest.raises(ValueError, match="no permuted-label maps"):
+        sanity.data_randomisation({"vanilla": real}, {"gradcam": real})
