@@ -482,6 +482,30 @@ class BinaryReport:
     auc: stats.Estimate
     threshold: float
 
+    @property
+    def majority_rate(self) -> float:
+        """Accuracy of always answering the commoner class of these cases, in [0.5, 1]: the
+        floor a classifier must beat before its accuracy means anything.
+        """
+        return max(self.tp + self.fn, self.tn + self.fp) / self.n
+
+    def skill(self, names: tuple[str, str] = ("normal", "COVID")) -> str:
+        """One sentence: the accuracy beside :attr:`majority_rate`, and whether the classifier
+        calls every case one class (``names``: the negative and the positive class).
+        """
+        pos, neg = self.tp + self.fn, self.tn + self.fp
+        common = names[1] if pos >= neg else names[0]
+        text = (f"Always answering '{common}' would score {self.majority_rate:.1%} on these "
+                f"{self.n} cases; the classifier scores {self.accuracy.value:.1%}")
+        if self.tp + self.fp == self.n or self.tn + self.fn == self.n:
+            called = names[1] if self.tp + self.fp == self.n else names[0]
+            return (text + f" and calls every case '{called}': it has learned the class balance, "
+                    "not the disease (too few or too lopsided training images; more data, class "
+                    "weights or balanced sampling help). Its sensitivity and specificity mean nothing.")
+        if self.accuracy.lo <= self.majority_rate:
+            return text + ": within its 95 % interval of that floor, so no better than the floor yet."
+        return text + ": clearly above that floor."
+
 
 def binary_report(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5,
                   n_boot: int = 1000, seed: int = 0) -> BinaryReport:

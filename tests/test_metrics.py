@@ -270,3 +270,18 @@ def test_region_table_bootstrap_interval_brackets_the_mean():
     for _, row in table.iterrows():
         assert row["enrichment_lo"] <= row["enrichment"] <= row["enrichment_hi"]
         assert row["enrichment_hi"] - row["enrichment_lo"] < 0.2
+
+
+def test_binary_report_skill_names_the_majority_floor_and_one_class_models():
+    y = np.r_[np.ones(30), np.zeros(10)]
+    everything_covid = metrics.binary_report(y, np.full(40, 0.9), n_boot=50)
+    assert everything_covid.majority_rate == 0.75
+    text = everything_covid.skill()
+    assert "'COVID' would score 75.0%" in text and "calls every case 'COVID'" in text
+    everything_normal = metrics.binary_report(y, np.full(40, 0.1), n_boot=50)
+    assert "calls every case 'normal'" in everything_normal.skill()
+    perfect = metrics.binary_report(y, y * 0.8 + 0.1, n_boot=50)
+    assert "clearly above that floor" in perfect.skill() and "calls every" not in perfect.skill()
+    one_off = metrics.binary_report(y, np.r_[np.full(29, 0.9), 0.1, np.full(10, 0.9) * np.r_[0, np.ones(9)]],
+                                    n_boot=50)  # 31 of 40 right, barely above 75 %
+    assert "no better than the floor" in one_off.skill()
