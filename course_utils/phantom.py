@@ -276,7 +276,8 @@ def _validate(p: PhantomParams) -> None:
     if not 0.5 <= p.heart_scale <= 2.0:
         raise ValueError(f"heart_scale must be in [0.5, 2.0], got {p.heart_scale!r}")
     c = p.spine_curve
-    if isinstance(c, bool) or not isinstance(c, (int, float, np.number)) or not -1.0 <= c <= 1.0:
+    real = isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+    if not real or not -1.0 <= c <= 1.0:
         raise ValueError(f"spine_curve must be a number in [-1, 1], got {c!r}")
     g = p.abdomen_gain_override
     if g is not None and not (0.3 <= float(g) <= 2.0):
