@@ -67,6 +67,7 @@ __all__ = [
     "MARKER_CORNERS",
     "SITE_STYLES",
     "SPINE_SHIFT",
+    "spine_cobb_angle",
     "PhantomParams",
     "SiteStyle",
     "PhantomSet",
@@ -515,6 +516,18 @@ def _spine_offset(v: np.ndarray, curve: float) -> np.ndarray:
     s = np.clip((v - _f32(top)) / _f32(bottom - top), 0.0, 1.0)
     return _f32(curve * SPINE_SHIFT) * np.sin(s * _f32(np.pi))
 
+
+
+def spine_cobb_angle(curve: float) -> float:
+    """Cobb-like angle, in degrees, of the spine bend ``spine_curve=curve`` (curve in [-1, 1]).
+
+    The angle between the tangents to the midline at the two ends of the bent segment (where a
+    radiologist's Cobb angle takes its end vertebrae): 2·atan(π·|curve|·:data:`SPINE_SHIFT` / L)
+    with L = 1.2 the segment's height in canonical units; ≈35° at |curve| = 1, 0 for a
+    straight spine (10° is the usual threshold for calling a curve scoliosis).
+    """
+    top, bottom = _SPINE_BEND
+    return float(np.degrees(2 * np.arctan(np.pi * abs(curve) * SPINE_SHIFT / (bottom - top))))
 
 def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray,
              spine_curve: float = 0.0) -> dict[str, np.ndarray]:

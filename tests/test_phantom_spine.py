@@ -18,7 +18,14 @@ from test_phantom_sites import (
 )
 
 from course_utils import data
-from course_utils.phantom import SPINE_SHIFT, PhantomParams, PhantomSet, make_phantom_cxr, rerender
+from course_utils.phantom import (
+    SPINE_SHIFT,
+    PhantomParams,
+    PhantomSet,
+    make_phantom_cxr,
+    rerender,
+    spine_cobb_angle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +105,24 @@ def test_bend_works_on_a_row_subset(straight):
 def test_spine_curve_out_of_range_raises(value):
     with pytest.raises(ValueError, match="spine_curve"):
         make_phantom_cxr(4, 64, spine_curve=value)
+
+
+def test_cobb_angle_of_the_bend_matches_the_mask():
+    assert spine_cobb_angle(0.0) == 0.0 and spine_cobb_angle(-1.0) == spine_cobb_angle(1.0)
+    assert 30 < spine_cobb_angle(1.0) < 40 and 10 < spine_cobb_angle(0.3) < spine_cobb_angle(0.5)
+    # measured on the masks: the sideways shift of the spine's centre per row, and the angle of
+    # its tangent at each end of the bend (pose rotation, at most 5 degrees, is ignored)
+    straight = make_phantom_cxr(4, 256, seed=1)
+    bent = rerender(straight, spine_curve=1.0)
+    for i in range(4):
+        old, new = straight.masks["spine"][i], bent.masks["spine"][i]
+        rows = np.flatnonzero(old.any(axis=1) & new.any(axis=1))
+        x = np.arange(old.shape[1])
+        shift = (new[rows] * x).sum(1) / new[rows].sum(1) - (old[rows] * x).sum(1) / old[rows].sum(1)
+        bend = rows[np.abs(shift) > 0.5]
+        top, bottom = bend.min(), bend.max()
+        k = max(6, (bottom - top) // 8)
+        ends = [np.polyfit(rows[(rows >= a) & (rows < a + k)], shift[(rows >= a) & (rows < a + k)], 1)[0]
+                for a in (top, bottom - k + 1)]
+        angle = np.degrees(np.arctan(abs(ends[0])) + np.arctan(abs(ends[1])))
+        assert 0.75 * spine_cobb_angle(1.0) < angle < 1.15 * spine_cobb_angle(1.0), (i, angle)
