@@ -2,7 +2,8 @@
 
 * **Similarity** of paired maps: :func:`spearman_maps`, :func:`spearman_abs`, :func:`ssim_maps`,
   :func:`top_fraction_overlap`, all three measures at once (:func:`similarities`, named in
-  :data:`MEASURES`) and Arun et al.'s random-pair baseline (:func:`random_pair_baseline`).
+  :data:`MEASURES`) and Arun et al.'s random-pair baseline (:func:`random_pair_baseline`);
+  :func:`class_contrast_verdict` reads out maps for a near and a distant class.
 * **Regions**: :func:`region_attribution` (saliency mass per region against its area) and
   :func:`region_edit` (what a counterfactual edit of one region did to p and to the maps).
 * **Localisation**: :func:`pointing_game`, :func:`binarise`, :func:`iou`, :func:`saliency_iou`.
@@ -154,6 +155,50 @@ def random_pair_baseline(maps: np.ndarray, n_pairs: int = 50, seed: int = 0
     i, j = random_pairs(len(maps), n_pairs, seed)
     return similarities(maps[i], maps[j])
 
+
+
+def class_contrast_verdict(method: str, near: float, far: float, *, far_empty: int = 0,
+                           n: int = 0, same: float = 0.8, margin: float = 0.1) -> str:
+    """One sentence, from the numbers, on whether a method's map depends on the class asked.
+
+    Args:
+        method: the method's display name.
+        near: similarity (e.g. mean Spearman, in [-1, 1]) of the top-1 class's map with the
+            map for a *near* class (the 2nd-ranked, often a near-synonym); NaN if undefined.
+        far: the same for a *distant* class (e.g. the lowest-ranked of the 1,000), over the
+            images whose distant map is not empty; NaN when all are empty.
+        far_empty: number of images whose distant-class map is empty (all zero: e.g. Grad-CAM,
+            a ReLU of a weighted sum, when no region supports the class).
+        n: number of images (needed with ``far_empty``).
+        same: a similarity at or above which two maps count as nearly the same.
+        margin: a difference in similarity smaller than this counts as "about as similar".
+
+    Returns:
+        The sentence. The distant class decides: a map that stays the same for a class the
+        model rates least likely shows the image, not the class; for the 2nd-ranked class a
+        similar map is expected (the evidence lies in the same pixels). An empty distant map is
+        as different from the top-1 map as a map can be.
+    """
+    if far_empty and not np.isfinite(far):
+        return (f"{method}: the map for the distant class is empty (all zero) for all {n} images "
+                f"-- nothing in the image supports that class -- against Spearman {near:.2f} with "
+                f"the 2nd-ranked class: the map depends on the class asked.")
+    empty = f"; {far_empty} of {n} distant maps empty, left out" if far_empty else ""
+    nums = f"Spearman {near:.2f} with the 2nd-ranked class, {far:.2f} with the distant one{empty}"
+    if not (np.isfinite(near) and np.isfinite(far)):
+        return f"{method}: undefined ({nums}; a constant map has no ranking)."
+    if far >= same:
+        return (f"{method}: even a distant class gets nearly the same map ({nums}): the map shows "
+                f"what is salient in the image, not the class.")
+    if near - far >= margin:
+        return (f"{method}: the map moves further for a distant class than for the 2nd-ranked one "
+                f"({nums}): it depends on the class asked.")
+    if far - near >= margin:
+        return (f"{method}: the distant class's map is closer to the top-1 map than the "
+                f"2nd-ranked one's ({nums}): the map changes with the class, but not in step with "
+                f"how related the classes are.")
+    return (f"{method}: the distant and the 2nd-ranked class change the map about equally ({nums}): "
+            f"it depends on the class, no more for a far-away class than for a near one.")
 
 
 # ------------------------------------------------------------------ regions
