@@ -2,8 +2,10 @@
 
 * **Similarity** of paired maps: :func:`spearman_maps`, :func:`spearman_abs`, :func:`ssim_maps`,
   :func:`top_fraction_overlap`, all three measures at once (:func:`similarities`, named in
-  :data:`MEASURES`) and Arun et al.'s random-pair baseline (:func:`random_pair_baseline`).
-* **Regions**: :func:`region_attribution` (saliency mass per region against its area).
+  :data:`MEASURES`) and Arun et al.'s random-pair baseline (:func:`random_pair_baseline`);
+  :func:`class_contrast_verdict` reads out maps for a near and a distant class.
+* **Regions**: :func:`region_attribution` (saliency mass per region against its area) and
+  :func:`region_edit` (what a counterfactual edit of one region did to p and to the maps).
 * **Localisation**: :func:`pointing_game`, :func:`binarise`, :func:`iou`, :func:`saliency_iou`.
 * **Robustness** of an explainer under noise: :func:`max_sensitivity`.
 * **Divergence**: :func:`jensen_shannon` (as Zhang et al.'s code computes it; used by
@@ -154,6 +156,51 @@ def random_pair_baseline(maps: np.ndarray, n_pairs: int = 50, seed: int = 0
     return similarities(maps[i], maps[j])
 
 
+
+def class_contrast_verdict(method: str, near: float, far: float, *, far_empty: int = 0,
+                           n: int = 0, same: float = 0.8, margin: float = 0.1) -> str:
+    """One sentence, from the numbers, on whether a method's map depends on the class asked.
+
+    Args:
+        method: the method's display name.
+        near: similarity (e.g. mean Spearman, in [-1, 1]) of the top-1 class's map with the
+            map for a *near* class (the 2nd-ranked, often a near-synonym); NaN if undefined.
+        far: the same for a *distant* class (e.g. the lowest-ranked of the 1,000), over the
+            images whose distant map is not empty; NaN when all are empty.
+        far_empty: number of images whose distant-class map is empty (all zero: e.g. Grad-CAM,
+            a ReLU of a weighted sum, when no region supports the class).
+        n: number of images (needed with ``far_empty``).
+        same: a similarity at or above which two maps count as nearly the same.
+        margin: a difference in similarity smaller than this counts as "about as similar".
+
+    Returns:
+        The sentence. The distant class decides: a map that stays the same for a class the
+        model rates least likely shows the image, not the class; for the 2nd-ranked class a
+        similar map is expected (the evidence lies in the same pixels). An empty distant map is
+        as different from the top-1 map as a map can be.
+    """
+    if far_empty and not np.isfinite(far):
+        return (f"{method}: the map for the distant class is empty (all zero) for all {n} images "
+                f"-- nothing in the image supports that class -- against Spearman {near:.2f} with "
+                f"the 2nd-ranked class: the map depends on the class asked.")
+    empty = f"; {far_empty} of {n} distant maps empty, left out" if far_empty else ""
+    nums = f"Spearman {near:.2f} with the 2nd-ranked class, {far:.2f} with the distant one{empty}"
+    if not (np.isfinite(near) and np.isfinite(far)):
+        return f"{method}: undefined ({nums}; a constant map has no ranking)."
+    if far >= same:
+        return (f"{method}: even a distant class gets nearly the same map ({nums}): the map shows "
+                f"what is salient in the image, not the class.")
+    if near - far >= margin:
+        return (f"{method}: the map moves further for a distant class than for the 2nd-ranked one "
+                f"({nums}): it depends on the class asked.")
+    if far - near >= margin:
+        return (f"{method}: the distant class's map is closer to the top-1 map than the "
+                f"2nd-ranked one's ({nums}): the map changes with the class, but not in step with "
+                f"how related the classes are.")
+    return (f"{method}: the distant and the 2nd-ranked class change the map about equally ({nums}): "
+            f"it depends on the class, no more for a far-away class than for a near one.")
+
+
 # ------------------------------------------------------------------ regions
 @dataclass(frozen=True)
 class RegionAttribution:
@@ -277,6 +324,91 @@ def region_attribution(maps: np.ndarray, masks: Mapping[str, np.ndarray], *,
             mass_share[k] = np.where((total > 0) & (area_share[k] > 0), mass[k] / total, np.nan)
             enrichment[k] = np.where(area_share[k] > 0, mass_share[k] / area_share[k], np.nan)
     return RegionAttribution(mass_share, area_share, enrichment)
+
+
+
+@dataclass(frozen=True)
+class RegionEdit:
+    """What an edit of one anatomical region did to a binary model (see :func:`region_edit`).
+
+    Attributes:
+        mean_abs_dp: mean over images of |p after - p before|, in [0, 1] (p = the model's
+            probability of the positive class).
+        flipped: share of images whose prediction crossed the threshold, in [0, 1].
+        mass_before, mass_after: mean share of the maps' |saliency| mass inside the region
+            (before: the region before the edit, in the original maps; after: the edited region,
+            in the edited images' maps), in [0, 1].
+        area_before, area_after: mean share of the image the region covers, in [0, 1].
+        n: number of images.
+    """
+
+    mean_abs_dp: float
+    flipped: float
+    mass_before: float
+    mass_after: float
+    area_before: float
+    area_after: float
+    n: int
+
+    def ignored(self, tolerance: float = 0.02) -> bool:
+        """True when the prediction barely moved: mean |Δp| and the flipped share both below
+        ``tolerance`` (probability units; 0.02 = two percentage points).
+        """
+        return self.mean_abs_dp < tolerance and self.flipped < tolerance
+
+    def verdict(self, region: str, finding: str, tolerance: float = 0.02) -> str:
+        """Two sentences, from the numbers: did the prediction notice the edit of ``region`` (e.g.
+        ``"the spine"``) that a reader would call ``finding`` (e.g. ``"scoliosis"``), and does the
+        map give the edited region more or less than its area's share of the mass?
+        """
+        moved = f"mean |Δp| = {self.mean_abs_dp:.4f}, {self.flipped:.1%} of the predictions flipped"
+        if self.ignored(tolerance):
+            said = (f"The prediction barely moves ({moved}): the model is blind to this change of "
+                    f"{region}, so it cannot flag {finding}.")
+        else:
+            said = (f"The prediction moves ({moved}), but its only output is p(COVID): the change is "
+                    f"a side effect of editing {region}, not a report of {finding}.")
+        ratio = self.mass_after / self.area_after if self.area_after > 0 else float("nan")
+        share = (f"{self.mass_after:.1%} of Grad-CAM's mass on {region} after the edit for "
+                 f"{self.area_after:.1%} of the image ({ratio:.2f}x its area's share)")
+        if ratio < 1:
+            return f"{said} The map does not point at it either: {share}."
+        return f"{said} The map does weight it: {share} -- a map of the COVID score, not of {finding}."
+
+
+def region_edit(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray,
+                maps_after: np.ndarray, region_before: np.ndarray, region_after: np.ndarray, *,
+                threshold: float = 0.5) -> RegionEdit:
+    """Summarise a counterfactual edit of one region (e.g. the phantom re-rendered with a bent
+    spine or an enlarged heart): how far the predictions moved and where the maps went.
+
+    Args:
+        p_before: (n,) probabilities of the positive class of the original images, in [0, 1].
+        p_after: (n,) the same for the edited images, same order.
+        maps_before: (n, H, W) raw saliency maps of the original images.
+        maps_after: (n, H, W) raw saliency maps of the edited images.
+        region_before: (n, H, W) bool mask of the region before the edit.
+        region_after: (n, H, W) bool mask of the region after the edit.
+        threshold: decision threshold on p for counting flipped predictions.
+
+    Returns:
+        :class:`RegionEdit` (means over images; images with an empty region or an all-zero map
+        are left out of the mass means).
+    """
+    a, b = np.asarray(p_before, np.float64), np.asarray(p_after, np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"p_before and p_after must be paired non-empty (n,) arrays, got shapes "
+                         f"{a.shape} and {b.shape}")
+    if len(_checks.maps(maps_before)) != len(a):
+        raise ValueError(f"expected {len(a)} maps (one per probability), got {len(maps_before)}")
+    before = region_attribution(maps_before, {"region": region_before})
+    after = region_attribution(maps_after, {"region": region_after})
+    return RegionEdit(
+        mean_abs_dp=float(np.abs(b - a).mean()), flipped=float(np.mean((b > threshold) != (a > threshold))),
+        mass_before=float(stats.nanmean(before.mass_share["region"])),
+        mass_after=float(stats.nanmean(after.mass_share["region"])),
+        area_before=float(before.area_share["region"].mean()),
+        area_after=float(after.area_share["region"].mean()), n=len(a))
 
 
 # ------------------------------------------------------------------ localisation

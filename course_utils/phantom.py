@@ -23,6 +23,9 @@ default to this generator. Each image is drawn from a few dozen per-image random
   prevalence (``site_prevalence``), so a model can learn the site instead of the disease: a
   diffuse source shortcut no region localises (DeGrave et al. 2021). ``flip_site=True`` (or
   :func:`other_site`) films the same patients at the other site.
+* **Counterfactual anatomy** (not tied to the label): ``heart_scale`` (cardiomegaly-like heart)
+  and ``spine_curve`` (a scoliosis-like lateral bend of the thoracic spine, default 0 =
+  straight), to ask whether a model -- or its map -- notices structures the label ignores.
 
 Counterfactuals are *exact*: every random number is drawn whatever the rendering switches
 say, so ``rerender(ps, render_marker=False)`` (or :func:`remove_marker`,
@@ -63,6 +66,8 @@ __all__ = [
     "MASK_KEYS",
     "MARKER_CORNERS",
     "SITE_STYLES",
+    "SPINE_SHIFT",
+    "spine_cobb_angle",
     "PhantomParams",
     "SiteStyle",
     "PhantomSet",
@@ -136,6 +141,16 @@ SITE_STYLES: tuple[SiteStyle, SiteStyle] = (
 
 #: Fields of :class:`PhantomParams` that only matter when ``site_strength`` > 0.
 _SITE_FIELDS = ("site_strength", "site_prevalence", "site_styles", "flip_site")
+#: Fields added after models were first cached: listed in the repr only where they differ
+#: from their defaults, so older sets keep their repr (and data fingerprint).
+_NEWER_FIELDS = (*_SITE_FIELDS, "spine_curve")
+
+#: Peak lateral displacement of the spine's midline at ``spine_curve`` = ±1, in canonical units
+#: (1 unit = half the image side at pose scale 1; 0.12 ≈ 7.7 px at 128 px).
+SPINE_SHIFT: float = 0.12
+#: The bent segment of the spine, canonical v from its top (upper thorax) to its bottom (about
+#: the diaphragm); the spine above and below stays on the midline.
+_SPINE_BEND = (-0.75, 0.45)
 
 
 @dataclass(frozen=True)
@@ -163,13 +178,14 @@ class PhantomParams:
     site_prevalence: tuple[float, float] = (0.1, 0.6)
     site_styles: tuple[SiteStyle, SiteStyle] = SITE_STYLES
     flip_site: bool = False
+    spine_curve: float = 0.0
 
     def __repr__(self) -> str:
-        # The site fields are listed only where they differ from their defaults, so that a
-        # site-free set has the repr -- and hence the data fingerprint, under which trained
-        # models are cached -- it had before sites existed.
+        # The site fields and the spine bend are listed only where they differ from their
+        # defaults, so that a set without them has the repr -- and hence the data fingerprint,
+        # under which trained models are cached -- it had before they existed.
         shown = [f for f in dataclasses.fields(self)
-                 if f.name not in _SITE_FIELDS or getattr(self, f.name) != f.default]
+                 if f.name not in _NEWER_FIELDS or getattr(self, f.name) != f.default]
         return f"PhantomParams({', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in shown)})"
 
 
@@ -260,6 +276,10 @@ def _validate(p: PhantomParams) -> None:
         raise ValueError(f"abdomen_gain_delta must be in [0, 0.6], got {p.abdomen_gain_delta!r}")
     if not 0.5 <= p.heart_scale <= 2.0:
         raise ValueError(f"heart_scale must be in [0.5, 2.0], got {p.heart_scale!r}")
+    c = p.spine_curve
+    real = isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool)
+    if not real or not -1.0 <= c <= 1.0:
+        raise ValueError(f"spine_curve must be a number in [-1, 1], got {c!r}")
     g = p.abdomen_gain_override
     if g is not None and not (0.3 <= float(g) <= 2.0):
         raise ValueError(f"abdomen_gain_override must be None or in [0.3, 2.0], got {g!r}")
@@ -486,9 +506,35 @@ def _coords(dc: dict, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cu * X + su * Y, cu * Y - su * X, k
 
 
-def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str, np.ndarray]:
+def _spine_offset(v: np.ndarray, curve: float) -> np.ndarray:
+    """Lateral position u of the spine's midline at height v (canonical units, same shape as v).
+
+    A half-sine bow over :data:`_SPINE_BEND`, peaking at ``curve * SPINE_SHIFT`` halfway down
+    (positive: towards the image right); 0 (straight) above and below the bent segment.
+    """
+    top, bottom = _SPINE_BEND
+    s = np.clip((v - _f32(top)) / _f32(bottom - top), 0.0, 1.0)
+    return _f32(curve * SPINE_SHIFT) * np.sin(s * _f32(np.pi))
+
+
+
+def spine_cobb_angle(curve: float) -> float:
+    """Cobb-like angle, in degrees, of the spine bend ``spine_curve=curve`` (curve in [-1, 1]).
+
+    The angle between the tangents to the midline at the two ends of the bent segment (where a
+    radiologist's Cobb angle takes its end vertebrae): 2·atan(π·|curve|·:data:`SPINE_SHIFT` / L)
+    with L = 1.2 the segment's height in canonical units; ≈35° at |curve| = 1, 0 for a
+    straight spine (10° is the usual threshold for calling a curve scoliosis).
+    """
+    top, bottom = _SPINE_BEND
+    return float(np.degrees(2 * np.arctan(np.pi * abs(curve) * SPINE_SHIFT / (bottom - top))))
+
+def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray,
+             spine_curve: float = 0.0) -> dict[str, np.ndarray]:
     """Soft (B, S, S) float32 fields in [0, 1]: body, abdomen, lungs, heart, spine, ribs,
     clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``.
+    ``spine_curve`` in [-1, 1] bends the spine sideways (:func:`_spine_offset`); only the
+    spine field changes.
     """
     col = lambda key: _col(dc, key)  # noqa: E731
     a = np.abs(u)
@@ -514,9 +560,9 @@ def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> dict[str,
     pu, qv = du * cphi + dv * sphi, dv * cphi - du * sphi
     hf = 1.0 - ((pu / (0.36 * hs)) ** 2 + (qv / (0.25 * hs)) ** 2)
     heart = _ramp(hf * 0.1 * hs, k) * (1.0 - abdomen)
-    # spine with vertebral bodies and disc spaces
+    # spine with vertebral bodies and disc spaces (optionally bent sideways, see _spine_offset)
     vert = 0.8 + 0.2 * np.sign(np.cos((v / 0.115 + col("vert_phase")) * _f32(2 * np.pi)) + 0.5)
-    spine = _ramp(0.06 - a, k) * body
+    spine = _ramp(0.06 - (a if spine_curve == 0 else np.abs(u - _spine_offset(v, spine_curve))), k) * body
     # posterior ribs (both sides): arcs rising slightly, then falling laterally
     ph = (v + 0.25 * a - 0.9 * a * a) / col("rib_space") + col("rib_phase")
     ribs = np.clip((np.cos(ph * _f32(2 * np.pi)) - 0.45) * 3.0, 0.0, 1.0)
@@ -642,7 +688,7 @@ def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.nda
     rng = np.random.default_rng(chunk_seed)
     grid = (np.arange(S, dtype=_f32) + 0.5) / (S / 2) - 1.0
     u, v, k = _coords(dc, S)
-    an = _anatomy(dc, u, v, k)
+    an = _anatomy(dc, u, v, k, float(p.spine_curve))
     D, les = _density(p, dc, an, tex, rng, grid)
     img = _expose(dc, D, rng)
     border = np.zeros((img.shape[0], 4), np.int64)
@@ -718,6 +764,7 @@ def make_phantom_cxr(
     marker_rate_covid: float = _D.marker_rate_covid,
     abdomen_gain_delta: float = _D.abdomen_gain_delta,
     heart_scale: float = 1.0,
+    spine_curve: float = _D.spine_curve,
     render_marker: bool = True,
     render_lesions: bool = True,
     abdomen_gain_override: float | None = None,
@@ -751,6 +798,15 @@ def make_phantom_cxr(
         marker_rate_covid: marker probability of a COVID image at strength 1.
         abdomen_gain_delta: difference in mean abdomen gain between classes at strength 1.
         heart_scale: multiplies the heart's size (1 normal; ≈1.3 cardiomegaly-like), in [0.5, 2].
+        spine_curve: a scoliosis-like lateral bend of the thoracic spine, in [-1, 1]. 0
+            (default): straight, the images of earlier versions. ±1: the midline bows by
+            :data:`SPINE_SHIFT` (0.12 canonical units, ≈6 % of the image width) towards the
+            image right (+) or left (-), halfway between the upper thorax and the diaphragm;
+            a Cobb-like angle between the tangents at the ends of the bend of
+            2·atan(π·0.12·|c|/1.2) ≈ 35° at |c| = 1, ≈ 18° at 0.5 (pose rotation does not
+            change it). Only the spine is drawn differently (lungs, heart and the other masks
+            stay), so ``rerender(ps, spine_curve=c)`` changes pixels only near the old and the
+            new spine; its mask moves with it.
         render_marker: False renders the same images without any "L" (exact counterfactual).
         render_lesions: False renders the same images without COVID opacities (labels kept).
         abdomen_gain_override: if given, every image's abdomen gain is set to this value.
@@ -774,7 +830,8 @@ def make_phantom_cxr(
         bytes (float32 image + one byte of mask bits), e.g. 0.8 GB for 10,000 images at 128 px.
 
     Raises:
-        ValueError: on n <= 0, image_size < 64, fractions/strengths outside [0, 1], site styles
+        ValueError: on n <= 0, image_size < 64, fractions/strengths outside [0, 1],
+            ``heart_scale`` outside [0.5, 2], ``spine_curve`` outside [-1, 1], site styles
             outside their ranges, or (with sites) ``covid_fraction`` outside ``site_prevalence``.
     """
     params = PhantomParams(
@@ -783,7 +840,7 @@ def make_phantom_cxr(
         flip_shortcuts=bool(flip_shortcuts), lesion_intensity=lesion_intensity,
         subtle_fraction=subtle_fraction, benign_blob_rate=benign_blob_rate,
         marker_rate_normal=marker_rate_normal, marker_rate_covid=marker_rate_covid,
-        abdomen_gain_delta=abdomen_gain_delta, heart_scale=heart_scale,
+        abdomen_gain_delta=abdomen_gain_delta, heart_scale=heart_scale, spine_curve=spine_curve,
         render_marker=bool(render_marker), render_lesions=bool(render_lesions),
         abdomen_gain_override=abdomen_gain_override, site_strength=site_strength,
         site_prevalence=tuple(site_prevalence), site_styles=tuple(site_styles),

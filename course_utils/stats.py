@@ -9,7 +9,8 @@ notebook prints, never inside the computation.
 Two models scored on the *same* test images are compared with paired tests, not by whether
 their separate intervals overlap (overlapping 95% intervals do not mean "no significant
 difference", and they ignore that both models met the same easy and hard cases):
-:func:`mcnemar` for accuracy and :func:`paired_bootstrap_auc` for ROC AUC.
+:func:`mcnemar` for accuracy and :func:`paired_bootstrap_auc` for ROC AUC; :func:`compare_paired`
+runs both and says what they show.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = [
     "Estimate", "McNemar",
     "nanmean", "pearson", "spearman",
     "bootstrap", "percentile_ci", "bootstrap_ci", "bootstrap_ci_paired", "proportion",
-    "mcnemar", "paired_bootstrap_auc",
+    "mcnemar", "paired_bootstrap_auc", "PairedComparison", "compare_paired",
 ]
 
 
@@ -303,3 +304,54 @@ def paired_bootstrap_auc(y_true: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *
     boot = bootstrap(len(y), n_boot, seed, 3, difference)
     lo, hi = percentile_ci(boot, confidence)
     return Estimate(float(roc_auc_score(y, a) - roc_auc_score(y, b)), float(lo), float(hi))
+
+
+class PairedComparison(NamedTuple):
+    """Result of :func:`compare_paired`: two models on the same images.
+
+    ``accuracy_a``, ``accuracy_b``: each model's accuracy, in [0, 1]; ``mcnemar``: the exact
+    McNemar test of the accuracies (:class:`McNemar`); ``auc_difference``: ROC AUC of A minus
+    B with its paired bootstrap interval (:func:`paired_bootstrap_auc`).
+    """
+
+    accuracy_a: float
+    accuracy_b: float
+    mcnemar: McNemar
+    auc_difference: Estimate
+
+    def summary(self, a: str, b: str, alpha: float = 0.05) -> str:
+        """One line, from the numbers, naming the models ``a`` and ``b``: both tests and what
+        they show at level ``alpha`` (the interval is the one computed, e.g. 95 %).
+        """
+        m, d = self.mcnemar, self.auc_difference
+        acc = ("the accuracies differ" if m.p_value < alpha
+               else "no evidence that the accuracies differ")
+        auc = ("the AUCs differ" if d.lo > 0 or d.hi < 0 else "the interval includes 0")
+        return (f"{a} vs {b}: accuracy {self.accuracy_a:.1%} vs {self.accuracy_b:.1%}, McNemar "
+                f"p = {m.p_value:.3g} ({m.only_a} images only {a} got right, {m.only_b} only {b}: "
+                f"{acc}); ROC AUC difference {d.value:+.3f} (CI {d.lo:+.3f} to {d.hi:+.3f}: {auc})")
+
+
+def compare_paired(y_true: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, threshold: float = 0.5,
+                   n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> PairedComparison:
+    """Compare two models scored on the same images: McNemar on their predictions (``p >
+    threshold``) and the paired bootstrap of their ROC AUC difference.
+
+    Args:
+        y_true: (n,) labels 0/1, both classes present.
+        p_a: (n,) model A's probability of class 1.
+        p_b: (n,) model B's probability of class 1 for the same images, in the same order.
+        threshold: decision threshold on p, in (0, 1).
+        n_boot: bootstrap resamples (:func:`paired_bootstrap_auc`).
+        seed: for the resampling.
+        confidence: of the AUC difference's interval, e.g. 0.95.
+
+    Returns:
+        :class:`PairedComparison`.
+    """
+    y = _binary(y_true, "y_true")
+    a, b = np.asarray(p_a, np.float64), np.asarray(p_b, np.float64)
+    pred_a, pred_b = (a > threshold).astype(int), (b > threshold).astype(int)
+    test = mcnemar(y, pred_a, pred_b)
+    diff = paired_bootstrap_auc(y, a, b, n_boot=n_boot, seed=seed, confidence=confidence)
+    return PairedComparison(float((pred_a == y).mean()), float((pred_b == y).mean()), test, diff)

@@ -164,3 +164,19 @@ def test_paired_bootstrap_auc_checks_its_inputs():
     # few images: resamples with one class are skipped, the interval still exists
     est, lo, hi = cstats.paired_bootstrap_auc(y, p, p[::-1], n_boot=200)
     assert est == pytest.approx(4 / 6 - 2 / 6) and -1 <= lo <= hi <= 1
+
+
+def test_compare_paired_runs_both_tests_and_reads_them_out():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(60, int), np.ones(60, int)]
+    good = np.clip(y * 0.6 + rng.uniform(0, 0.4, 120), 0, 1)   # perfectly separated
+    poor = rng.uniform(0, 1, 120)                              # chance
+    c = cstats.compare_paired(y, good, poor, n_boot=200, seed=1)
+    assert c.accuracy_a == 1.0 and 0.3 < c.accuracy_b < 0.7
+    assert c.mcnemar == cstats.mcnemar(y, (good > 0.5).astype(int), (poor > 0.5).astype(int))
+    assert c.mcnemar.p_value < 1e-6 and c.auc_difference.lo > 0
+    text = c.summary("A", "B")
+    assert "the accuracies differ" in text and "the AUCs differ" in text and "McNemar p = " in text
+    same = cstats.compare_paired(y, poor, poor, n_boot=50)
+    assert same.mcnemar.p_value == 1.0 and same.auc_difference.value == 0.0
+    assert "no evidence" in same.summary("A", "A") and "includes 0" in same.summary("A", "A")
