@@ -14,13 +14,13 @@ how much of the label such things carry, on any :class:`course_utils.data.Course
   near-perfect;
 * :func:`evidence` — the verdicts printed from the probe models of notebook 03 (a model that
   sees everything but the lungs, one that sees the corners only, ...);
-* :func:`by_site`, :func:`site_tests` and :func:`site_evidence` — on a phantom set with two
+* :func:`site_films`, :func:`by_site` and :func:`site_evidence` — on a phantom set with two
   acquisition sites: accuracy per site, with the same patients filmed at the other site and
   with their opacities removed, and the verdicts those numbers support.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ __all__ = [
     "image_statistics",
     "red_flag",
     "site_evidence",
-    "site_tests",
+    "site_films",
     "statistics_only",
 ]
 
@@ -52,7 +52,7 @@ _HIST_BINS = 16
 
 #: Display names of the phantom's acquisition sites 0 and 1 (:attr:`phantom.PhantomSet.site`).
 SITE_NAMES: tuple[str, str] = ("site A", "site B")
-#: The test sets of :func:`site_tests`: the test films as they are, the same patients with the
+#: The test sets of :func:`site_films`: the test films as they are, the same patients with the
 #: other site's processing, and the same films without their opacities.
 SITE_TESTS: tuple[str, str, str] = ("as filmed", "filmed at the other site", "lesions removed")
 
@@ -276,35 +276,31 @@ def by_site(labels: np.ndarray, sites: np.ndarray, probs: Mapping[str, np.ndarra
     return pd.DataFrame(rows).set_index(["test set", "site"])
 
 
-def site_tests(predict: Callable[[np.ndarray], np.ndarray], ps, indices: np.ndarray | None = None,
-               **kwargs) -> pd.DataFrame:
-    """:func:`by_site` for the test sets :data:`SITE_TESTS` of a phantom set with two sites.
+def site_films(ps, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The films of :data:`SITE_TESTS` for rows of a phantom set with two acquisition sites.
 
     Args:
-        predict: maps images ``(m, H, W, 1)`` in [0, 1] to p(COVID) ``(m,)`` in [0, 1], e.g.
-            ``lambda x: models.predict_p(model, x)``.
         ps: a :class:`course_utils.phantom.PhantomSet` made with ``site_strength`` > 0.
-        indices: rows of ``ps`` to test (e.g. a test split); default all.
-        **kwargs: passed on to :func:`by_site`.
+        indices: rows of ``ps`` (e.g. a test split); default all.
 
-    The other-site and lesions-removed films are exact re-renderings of the same patients
-    (:func:`phantom.other_site`, :func:`phantom.remove_lesions`): only the site's processing,
-    or only the opacities, differ.
+    Returns:
+        test-set name -> ``(m, H, W, 1)`` float32 images in [0, 1], the same m patients in the
+        same order: as filmed, filmed at the other site (:func:`phantom.other_site`) and
+        without their opacities (:func:`phantom.remove_lesions`) -- exact re-renderings in
+        which only the site's processing, or only the opacities, differ. Give each to a model
+        and the probabilities to :func:`by_site`.
     """
     from . import phantom
 
     if ps.params.site_strength <= 0:
         raise ValueError("this phantom set has no sites (site_strength=0): make it with site_strength > 0")
     rows = np.arange(len(ps)) if indices is None else _checks.indices(indices, len(ps))
-    films = {SITE_TESTS[0]: lambda: ps.images[rows],
-             SITE_TESTS[1]: lambda: phantom.other_site(ps, rows).images,
-             SITE_TESTS[2]: lambda: phantom.remove_lesions(ps, rows).images}
-    probs = {name: np.asarray(predict(render())) for name, render in films.items()}  # one set at a time
-    return by_site(ps.labels[rows], ps.site[rows], probs, **kwargs)
+    return {SITE_TESTS[0]: ps.images[rows], SITE_TESTS[1]: phantom.other_site(ps, rows).images,
+            SITE_TESTS[2]: phantom.remove_lesions(ps, rows).images}
 
 
 def site_evidence(table: pd.DataFrame, *, margin: float = 0.05) -> list[str]:
-    """Verdict sentences from a :func:`site_tests` table (printed in notebook 03).
+    """Verdict sentences from a :func:`by_site` table of the :data:`SITE_TESTS` (notebook 03).
 
     ``margin``: the smallest change of accuracy or sensitivity (a proportion, e.g. 0.05 = 5
     points) called a change; smaller ones, or overlapping intervals for the two sites, are
@@ -313,7 +309,7 @@ def site_evidence(table: pd.DataFrame, *, margin: float = 0.05) -> list[str]:
     as_filmed, elsewhere, no_lesions = SITE_TESTS
     missing = {as_filmed, elsewhere, no_lesions} - set(table.index.get_level_values("test set"))
     if missing:
-        raise ValueError(f"table lacks the test sets {sorted(missing)}: use site_tests")
+        raise ValueError(f"table lacks the test sets {sorted(missing)}: see site_films")
     a, b = (table.loc[(as_filmed, name)] for name in SITE_NAMES)
     out = []
     apart = a["accuracy CI low"] > b["accuracy CI high"] or b["accuracy CI low"] > a["accuracy CI high"]
