@@ -313,8 +313,8 @@ def site_evidence(table: pd.DataFrame, *, margin: float = 0.05) -> list[str]:
     a, b = (table.loc[(as_filmed, name)] for name in SITE_NAMES)
     out = []
     apart = a["accuracy CI low"] > b["accuracy CI high"] or b["accuracy CI low"] > a["accuracy CI high"]
-    out.append(f"Accuracy is {a['accuracy']:.1%} at {SITE_NAMES[0]} (n={a['images']}) and "
-               f"{b['accuracy']:.1%} at {SITE_NAMES[1]} (n={b['images']})"
+    out.append(f"Accuracy is {a['accuracy']:.1%} at {SITE_NAMES[0]} (n={int(a['images'])}) and "
+               f"{b['accuracy']:.1%} at {SITE_NAMES[1]} (n={int(b['images'])})"
                + (": the 95% intervals do not overlap — the model works better at one site." if apart
                   else ": the 95% intervals overlap — no clear difference."))
     before, after = table.loc[(as_filmed, "all")], table.loc[(elsewhere, "all")]

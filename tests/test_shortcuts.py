@@ -295,7 +295,7 @@ def test_site_evidence_for_a_model_that_reads_the_opacities():
     assert "0.0% of the COVID films" in lines[2] and "also uses the opacities" in lines[2]
     lopsided = np.where(s == 0, right, 1 - right)  # perfect at site A, always wrong at site B
     lines = shortcuts.site_evidence(shortcuts.by_site(y, s, dict(zip(shortcuts.SITE_TESTS, (lopsided,) * 3))))
-    assert "do not overlap" in lines[0]
+    assert "do not overlap" in lines[0] and "(n=40)" in lines[0]
     with pytest.raises(ValueError, match="lacks the test sets"):
         shortcuts.site_evidence(shortcuts.by_site(y, s, {"as filmed": right}))
 
