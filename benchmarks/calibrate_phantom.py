@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = ap.parse_args(argv)
     knobs = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.set)}
 
-    from course_utils import data, models
+    from course_utils import data, models, shortcuts
 
     t0 = time.perf_counter()
     cxr_data = data.load_course_cxr(image_size=128, seed=args.seed, n=args.n, **knobs)
@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if ps.params.site_strength > 0:  # --set site_strength=...: two acquisition sites
         variants |= {"site flipped (other site's processing)": {"flip_site": True},
                      "sites removed (strength 0)": {"site_strength": 0.0}}
+        films = shortcuts.site_films(ps, test)  # the same tests per site, as notebook 03 shows them
+        probs = {k: model.predict(v, batch_size=256, verbose=0)[:, 0] for k, v in films.items()}
+        table = shortcuts.by_site(ps.labels[test], ps.site[test], probs)
+        print(table.round(3).to_string())
+        del films
     results: dict[str, float] = {}
     for name, change in variants.items():
         alt = ps if not change else rerender(ps, **change)

@@ -208,6 +208,24 @@ def lung_proxy(image_size: int) -> np.ndarray:
     return box
 
 
+def frame_mask(shape: int | tuple[int, int], fraction: float = 0.06) -> np.ndarray:
+    """The outer band of the image, ``round(fraction * min(H, W))`` pixels wide (at least 1).
+
+    ``shape``: S for an (S, S) image or (H, W); ``fraction`` in (0, 0.5). Returns (H, W) bool,
+    True on the band: where collimation edges, shutters and film borders lie (the phantom's
+    site frames are at most 7 % of the side; the 6 % default covers most of them).
+    """
+    h, w = (shape, shape) if isinstance(shape, int | np.integer) else shape
+    _checks.positive_int(h, "height")
+    _checks.positive_int(w, "width")
+    if not 0 < fraction < 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5), got {fraction!r}")
+    b = max(1, int(round(fraction * min(h, w))))
+    band = np.ones((h, w), bool)
+    band[b:h - b, b:w - b] = False
+    return band
+
+
 def keep_only(cxr_data: CourseCXR, keep: np.ndarray, what: str) -> CourseCXR:
     """The same data with every pixel outside ``keep`` set to 0 (a model that sees only ``keep``).
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import cxr, data, metrics, shortcuts
+from course_utils import cxr, data, metrics, phantom, shortcuts
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,98 @@ def test_evidence_sentences_follow_the_numbers():
     assert "barely or not" in low[0] and "little of the label" in low[0]
     with pytest.raises(ValueError, match="no recognised probe"):
         shortcuts.evidence({"something": 0.5})
+
+
+def test_frame_mask_is_the_outer_band():
+    band = data.frame_mask(10, fraction=0.1)
+    assert band.shape == (10, 10) and band.sum() == 100 - 8 * 8 and not band[1:9, 1:9].any()
+    wide = data.frame_mask((10, 20), fraction=0.2)  # 2 px: set by the shorter side
+    assert wide.shape == (10, 20) and wide.sum() == 200 - 6 * 16
+    assert data.frame_mask(8, fraction=0.01).sum() == 64 - 36  # at least 1 px
+    with pytest.raises(ValueError, match="fraction"):
+        data.frame_mask(10, fraction=0.5)
+
+
+# ------------------------------------------------------------------ two acquisition sites
+
+def test_by_site_counts_by_hand():
+    y = np.array([1, 1, 0, 0, 1, 0])
+    s = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.9, 0.2, 0.1, 0.6, 0.7, 0.3])  # right, wrong, right | wrong, right, right
+    t = shortcuts.by_site(y, s, {"x": p, "all right": y * 0.8 + 0.1})
+    a, b, both = (t.loc[("x", k)] for k in (*shortcuts.SITE_NAMES, "all"))
+    assert a["accuracy"] == pytest.approx(2 / 3) and b["accuracy"] == pytest.approx(2 / 3)
+    assert both["accuracy"] == pytest.approx(4 / 6) and both["images"] == 6
+    assert (a["sensitivity"], a["specificity"], b["sensitivity"], b["specificity"]) == (0.5, 1, 1, 0.5)
+    assert a["COVID share"] == pytest.approx(2 / 3)
+    assert a["accuracy CI low"] < a["accuracy"] < a["accuracy CI high"]
+    assert (t.loc["all right", "accuracy"] == 1).all()
+    only_a = shortcuts.by_site(y[:3], s[:3], {"x": p[:3]})  # no site-B films: no row for it
+    assert list(only_a.index.get_level_values("site")) == [shortcuts.SITE_NAMES[0], "all"]
+    assert np.isnan(shortcuts.by_site([0, 0], [0, 1], {"x": [0.2, 0.9]}).loc[("x", "all"), "sensitivity"])
+    with pytest.raises(ValueError, match="0/1"):
+        shortcuts.by_site(y, s + 1, {"x": p})
+    with pytest.raises(ValueError, match="shape"):
+        shortcuts.by_site(y, s, {"x": p[:5]})
+
+
+@pytest.fixture(scope="module")
+def two_sites():
+    return phantom.make_phantom_cxr(80, image_size=64, seed=3, marker_strength=0.0, abdomen_strength=0.0,
+                                    site_strength=1.0)
+
+
+def _reads_the_frame(x: np.ndarray) -> np.ndarray:
+    """A "model" that calls COVID every film with site B's bright frame (site A's is black)."""
+    return (x[:, 0, :, 0].mean(axis=1) > 0.4).astype(float)
+
+
+def test_site_films_with_a_model_that_reads_only_the_site(two_sites):
+    ps = two_sites
+    assert np.array_equal(_reads_the_frame(ps.images), ps.site)  # the toy model sees the site exactly
+    rows = np.arange(10, 70)
+    films = shortcuts.site_films(ps, rows)
+    assert list(films) == list(shortcuts.SITE_TESTS)
+    assert all(f.shape == (60, 64, 64, 1) for f in films.values())
+    as_filmed, elsewhere, no_lesions = shortcuts.SITE_TESTS
+    assert np.array_equal(films[as_filmed], ps.images[rows])
+    assert np.array_equal(_reads_the_frame(films[elsewhere]), 1 - ps.site[rows])
+    outside = ~ps.masks["lesions"][rows]  # only opacities differ (sharpness spreads them by <= 2 px at 128)
+    assert np.abs(films[no_lesions] - films[as_filmed])[..., 0][outside].mean() < 1e-3
+    t = shortcuts.by_site(ps.labels[rows], ps.site[rows], {k: _reads_the_frame(v) for k, v in films.items()})
+    right = ps.site[rows] == ps.labels[rows]
+    assert t.loc[(as_filmed, "all"), "accuracy"] == pytest.approx(right.mean())
+    # at the other site every call flips: accuracy 1 - a, at each site
+    for site in (*shortcuts.SITE_NAMES, "all"):
+        assert t.loc[(elsewhere, site), "accuracy"] == pytest.approx(1 - t.loc[(as_filmed, site), "accuracy"])
+    # the opacities are not read: removing them changes nothing
+    pd.testing.assert_series_equal(t.loc[no_lesions, "accuracy"], t.loc[as_filmed, "accuracy"])
+    lines = shortcuts.site_evidence(t)
+    assert "reads the site" in lines[1] and "opacities barely matter" in lines[2]
+    with pytest.raises(ValueError, match="no sites"):
+        shortcuts.site_films(phantom.make_phantom_cxr(4, image_size=64))
+
+
+def test_site_evidence_for_a_model_that_reads_the_opacities():
+    y = np.r_[np.ones(40), np.zeros(40)].astype(int)
+    s = np.tile([0, 1], 40)
+    right = np.where(y == 1, 0.9, 0.1)
+    table = shortcuts.by_site(y, s, dict(zip(shortcuts.SITE_TESTS, (right, right, np.full(80, 0.1)))))
+    lines = shortcuts.site_evidence(table)
+    assert "intervals overlap" in lines[0] and "barely matters to it." in lines[1]
+    assert "0.0% of the COVID films" in lines[2] and "also uses the opacities" in lines[2]
+    lopsided = np.where(s == 0, right, 1 - right)  # perfect at site A, always wrong at site B
+    lines = shortcuts.site_evidence(shortcuts.by_site(y, s, dict(zip(shortcuts.SITE_TESTS, (lopsided,) * 3))))
+    assert "do not overlap" in lines[0] and "(n=40)" in lines[0]
+    with pytest.raises(ValueError, match="lacks the test sets"):
+        shortcuts.site_evidence(shortcuts.by_site(y, s, {"as filmed": right}))
+
+
+def test_statistics_only_predicts_another_target():
+    d = data.load_course_cxr(image_size=64, n=300, source="phantom", marker_strength=0.0,
+                             abdomen_strength=0.0, site_strength=1.0)
+    site = shortcuts.statistics_only(d, target=d.phantom_set.site, n_boot=20)
+    assert site.report.auc.value > 0.95  # tone, grain and frame: the site is plain to see
+    assert site.report.n == len(d.test_idx)
+    with pytest.raises(ValueError, match="target must be"):
+        shortcuts.statistics_only(d, target=d.phantom_set.site[:10])
