@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 #: Accuracy / ROC AUC from which a COVID-vs-normal classifier is "too good to be true":
-#: radiologists do not reach it on chest films, and published near-perfect models turned
-#: out to read the source (DeGrave et al. 2021; Roberts et al. 2021).
+#: published near-perfect models turned out to read the source (DeGrave et al. 2021), and a
+#: review of 62 published COVID-19 imaging models found none fit for clinical use (Roberts et al.
+#: 2021).
 NEAR_PERFECT = {"accuracy": 0.98, "auc": 0.99}
 
 _HIST_BINS = 16
@@ -188,8 +189,9 @@ def red_flag(report: metrics.BinaryReport) -> str | None:
     acc, auc = report.accuracy.value, report.auc.value
     if not (acc >= NEAR_PERFECT["accuracy"] or auc >= NEAR_PERFECT["auc"]):
         return None
-    return (f"RED FLAG: accuracy {acc:.1%} and ROC AUC {auc:.3f} on {report.n} test images. Radiologists "
-            "cannot tell COVID-19 from normal films this reliably; a near-perfect score on data from "
+    return (f"RED FLAG: accuracy {acc:.1%} and ROC AUC {auc:.3f} on {report.n} test images. A review "
+            "of 62 published COVID-19 imaging models found none fit for clinical use, mostly because "
+            "of flaws and biases in their data (Roberts et al. 2021); a near-perfect score on data from "
             "two collections usually means the model recognises the collection (exposure, borders, "
             "text, patient age) rather than the disease (DeGrave et al. 2021). Check what the label "
             "is predictable from without the lungs before trusting it.")
