@@ -8,13 +8,14 @@
 PYTHON ?= python3
 RUN    := $(PYTHON) -m course_utils
 
-.PHONY: install test unit nbval course lab prefetch doctor benchmark lock clean
+.PHONY: install test unit nbval course lab prefetch doctor stage benchmark lock clean
 
 install test unit nbval course lab:
 	$(RUN) $@
 
-## make prefetch / doctor: run inside the course's venv (created if missing).
-prefetch doctor:
+## make prefetch / doctor / stage: run inside the course's venv (created if missing).
+## make stage: before a workshop, fetch every asset and train every model into data/ (about an hour).
+prefetch doctor stage:
 	$(RUN) $@
 
 benchmark:

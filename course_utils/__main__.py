@@ -11,6 +11,8 @@ Tools (run in the current environment):
 
 * ``doctor``   – versions, devices, memory, fast/offline mode, network, which assets are cached.
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
+* ``stage``    – prefetch, then run notebooks 02-05 and their solutions into the data folder so
+  every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
 * ``render``   – execute notebooks headless and write HTML copies (what ``course`` runs).
 * ``sync-url`` – copy the repository URL of pyproject.toml into the notebooks and README (forks).
 """
@@ -39,6 +41,15 @@ def _doctor(_: argparse.Namespace) -> int:
         print(f"  [{mark}] {row['asset']:<22} {row['size']:<10} {row['path']}")
         if mark == "BAD":
             print(f"         {row['state']}")
+    from . import stage
+
+    problems, notes = stage.check(config.data_dir())
+    staged = stage.read_manifest(config.data_dir()) is not None
+    print("\nStaged models:" + ("" if staged else " none (`python -m course_utils stage` trains "
+                                                   "them before a workshop; without it each "
+                                                   "notebook trains its own)"))
+    for line in (notes + [f"[BAD] {p}" for p in problems]) if staged else []:
+        print(f"  {line}")
     missing = [r["asset"] for r in info["assets"] if not r["present"] and r["kind"] != "dataset"]
     if missing:
         print("\nMissing or damaged assets fall back to offline stand-ins (random-weight VGG16, "
@@ -70,6 +81,26 @@ def _prefetch(args: argparse.Namespace) -> int:
         print(f"\n{failed} asset(s) could not be fetched; the course will use its offline "
               "stand-ins for them.")
     return 1 if failed else 0
+
+
+def _stage(args: argparse.Namespace) -> int:
+    from . import config, stage
+
+    try:
+        folder = Path(args.data_dir).expanduser().resolve() if args.data_dir else config.data_dir()
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.check:
+        problems, notes = stage.check(folder, load=True)
+        for line in notes:
+            print("note:", line)
+        for line in problems:
+            print("PROBLEM:", line)
+        print("The staged folder is ready." if not problems else
+              f"{len(problems)} problem(s): stage the folder again (`python -m course_utils stage`).")
+        return 1 if problems else 0
+    return stage.stage(folder, fast=args.fast, fetch=not args.no_fetch, timeout=args.timeout)
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -126,13 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prefetch", help="download every asset for offline use")
     p.add_argument("names", nargs="*", help="only these assets (default: all)")
     p.set_defaults(func=_prefetch)
+    p = sub.add_parser("stage", help="prefetch assets and train every model notebooks 02-05 "
+                       "need into the data folder (before a workshop)")
+    p.add_argument("--data-dir", help="folder to stage (default: COURSE_DATA_DIR or <repo>/data)")
+    p.add_argument("--fast", action="store_true",
+                   help="stage fast-mode models (to try the procedure; classes run in full mode)")
+    p.add_argument("--no-fetch", action="store_true", help="do not download assets first")
+    p.add_argument("--check", action="store_true",
+                   help="only verify a staged folder (checksums, models load, versions)")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    p.set_defaults(func=_stage)
     p = sub.add_parser("render", help="execute notebooks and write HTML")
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--out", default="build")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     p.set_defaults(func=_render)
     args = parser.parse_args(argv)
-    if args.func in (_doctor, _prefetch, _render) and not tasks.course_packages_importable():
+    if args.func in (_doctor, _prefetch, _render, _stage) and not tasks.course_packages_importable():
         # e.g. `python -m course_utils doctor` from a bare Python on Windows: use the course's venv
         return tasks.run_in_venv(["-m", "course_utils", *(argv if argv is not None else sys.argv[1:])])
     return args.func(args)

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -77,6 +78,18 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
+def files_id(paths) -> str:
+    """What identifies a real data set wherever it is copied: its files' names and sizes.
+
+    Each file counts as ``<Class>/images/<name>`` (the last three parts of its path) with its size
+    in bytes: not the folder's absolute path (a staged model must be found again on a learner's
+    machine, where the data lives elsewhere, and whether ``COURSE_CXR_DIR`` names the data set or
+    its parent), and not modification times (copies change them).
+    """
+    lines = [f"{'/'.join(Path(p).parts[-3:])}|{Path(p).stat().st_size}" for p in paths]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
 def test_fraction_for(n: int) -> float:
     """The test share for ``n`` images: 0.1 (the article's 90/10), 0.2 below :data:`SMALL_DATA_SET`."""
     return 0.1 if n >= SMALL_DATA_SET else 0.2
@@ -135,7 +148,8 @@ def _load_real(root, image_size: int, seed: int, n: int | None) -> CourseCXR:
         f"COVID-19 Radiography Database at {root}: {covid:,} COVID and {len(real) - covid:,} "
         f"normal images; test share {len(test_idx) / len(real):.0%}"
         + (f" ({'; '.join(notes)})" if notes else ""),
-        _fingerprint("real", str(root), image_size, limit, seed, len(real), by_patient, fraction),
+        _fingerprint("real", files_id(real.paths), image_size, limit, seed, len(real),
+                     by_patient, fraction, real.has_mask.tobytes()),
         origins=real.sources, has_lung_mask=real.has_mask, original_shapes=real.original_shapes,
         patients=real.patients)
 

@@ -27,7 +27,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from keras import layers
 
-from . import assets, config
+from . import assets, config, stage
 
 VGG16_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 IMAGE_SIZE = 224
@@ -409,6 +409,8 @@ def load_or_train_cxr_model(data, *, seed: int = config.SEED, epochs: int | None
     name = f"cxr_{architecture}_{data.source}_{key}"
     if not retrain and (cached := _load_cached_cxr(name, settings)) is not None:
         return cached
+    if not retrain and (why := stage.explain_miss(settings)):
+        print(why, flush=True)
     folder = config.writable_dir("models")
     path = folder / f"{name}.keras"
     lock = FileLock(str(folder / f".{name}.lock"), mode=0o666)
