@@ -8,10 +8,14 @@
 PYTHON ?= python3
 RUN    := $(PYTHON) -m course_utils
 
-.PHONY: install test unit nbval course lab prefetch doctor stage benchmark lock clean
+.PHONY: install test unit nbval course course-core lab prefetch doctor stage benchmark lock clean
 
 install test unit nbval course lab:
 	$(RUN) $@
+
+## make course-core: only the core path (sections not marked Optional), rendered into build/core/.
+course-core:
+	$(RUN) course --core
 
 ## make prefetch / doctor / stage: run inside the course's venv (created if missing).
 ## make stage: before a workshop, fetch every asset and train every model into data/ (about an hour).

@@ -3,7 +3,8 @@
 Tasks (run from a clone; they create ``.venv`` from the lock file first, unless ``--here``):
 
 * ``test``     – unit tests + every notebook under nbval, fast mode, offline (what CI runs).
-* ``course``   – execute every notebook and write HTML copies to ``build/``.
+* ``course``   – execute every notebook and write HTML copies to ``build/`` (``--core``: only the
+  core path, the sections not marked Optional, into ``build/core/``).
 * ``lab``      – open JupyterLab on ``notebooks/``.
 * ``install``  – only create/refresh ``.venv``;  ``unit`` / ``nbval`` – half of ``test``.
 
@@ -107,7 +108,7 @@ def _render(args: argparse.Namespace) -> int:
     from . import render
 
     return render.render_all([Path(p) for p in args.notebooks], Path(args.out),
-                             timeout=args.timeout)
+                             timeout=args.timeout, core=args.core)
 
 
 def _task(args: argparse.Namespace) -> int:
@@ -116,6 +117,8 @@ def _task(args: argparse.Namespace) -> int:
     extra = list(args.args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
+    if getattr(args, "core", False):
+        extra = ["--core", *extra]
     extras = tuple(e for e in ("test", "lab") if getattr(args, e, False))
     return tasks.run_task(args.command, extra, here=args.here, extras=extras)
 
@@ -144,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=helps[name])
         p.add_argument("--here", action="store_true",
                        help="use the current environment (conda, Colab) instead of .venv")
+        if name == "course":
+            p.add_argument("--core", action="store_true",
+                           help="only the core path (sections not marked Optional), into build/core")
         if name == "install":
             p.add_argument("--test", action="store_true", help="with --here: add the test tools")
             p.add_argument("--lab", action="store_true", help="with --here: add JupyterLab")
@@ -171,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--out", default="build")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    p.add_argument("--core", action="store_true",
+                   help="only the core path: leave out sections tagged optional (into OUT/core)")
     p.set_defaults(func=_render)
     args = parser.parse_args(argv)
     if args.func in (_doctor, _prefetch, _render, _stage) and not tasks.course_packages_importable():

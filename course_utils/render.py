@@ -53,6 +53,68 @@ def strip_tf_noise(nb) -> int:
     return removed
 
 
+#: Cell tag of the sections a class may skip (headings say "Optional:"); ``--core`` drops them.
+OPTIONAL_TAG = "optional"
+
+
+def is_optional(cell) -> bool:
+    """True if ``cell`` is outside the core path: an optional section (tagged
+    :data:`OPTIONAL_TAG`) or an exercise's solution (tagged ``solution``).
+    """
+    return bool({OPTIONAL_TAG, "solution"} & set(cell.get("metadata", {}).get("tags", [])))
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell defines, names it reads) from its code; shell/magic lines are ignored."""
+    import ast
+
+    code = "\n".join(line[:len(line) - len(line.lstrip())] + "pass"
+                     if line.lstrip().startswith(("!", "%")) else line
+                     for line in source.splitlines())
+    defined, read = set(), set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name):
+            (defined if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+    return defined, read
+
+
+def optional_dependencies(nb) -> list[str]:
+    """Core cells that read a name only an earlier *optional* cell defines (the core cut breaks).
+
+    One line per problem: the cell id and the names. Static (names, not values): a core cell
+    that reads a name an earlier core cell also defines is fine.
+    """
+    core, optional, problems = set(), set(), []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        defined, read = _names(cell.source)
+        if is_optional(cell):
+            optional |= defined
+            continue
+        missing = sorted((read - core - defined) & optional)
+        if missing:
+            problems.append(f"cell {cell.get('id', '?')} reads {', '.join(missing)}, defined only "
+                            "in optional cells above it")
+        core |= defined
+    return problems
+
+
+def core_cut(nb):
+    """A copy of ``nb`` without its optional cells (what ``course --core`` runs and renders)."""
+    import copy
+
+    cut = copy.deepcopy(nb)
+    cut.cells = [c for c in cut.cells if not is_optional(c)]
+    return cut
+
+
 def _describe(exc: BaseException, cell_index: int | None) -> str:
     """One line naming the error (with the exception type and value the cell raised)."""
     where = f"cell {cell_index}: " if cell_index is not None else ""
@@ -67,8 +129,12 @@ def _describe(exc: BaseException, cell_index: int | None) -> str:
     return f"{where}{name}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
 
 
-def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = True) -> Verdict:
-    """Execute ``path`` with a fresh kernel, write ``out/<name>.ipynb`` and ``.html``; never raise."""
+def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = True,
+               core: bool = False) -> Verdict:
+    """Execute ``path`` with a fresh kernel, write ``out/<name>.ipynb`` and ``.html``; never raise.
+
+    ``core``: run and render only the core cut (:func:`core_cut`: optional sections left out).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
@@ -81,6 +147,8 @@ def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = T
         nb = nbformat.read(path, as_version=4)
     except Exception as e:  # noqa: BLE001 - any unreadable notebook is reported, not raised
         return Verdict(path, False, 0.0, f"cannot read notebook: {type(e).__name__}: {e}")
+    if core:
+        nb = core_cut(nb)
     code_cells = sum(c.cell_type == "code" for c in nb.cells)
     bar = tqdm(total=code_cells, desc=path.stem, unit="cell", disable=not progress,
                file=sys.stdout, mininterval=2.0, leave=True)
@@ -117,8 +185,13 @@ def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = T
     return Verdict(path, not error, time.perf_counter() - start, error, target)
 
 
-def render_all(paths: list[Path], out: Path, *, timeout: int = 3600) -> int:
-    """Render every notebook in ``paths`` into ``out``; print one verdict each; 1 if any failed."""
+def render_all(paths: list[Path], out: Path, *, timeout: int = 3600, core: bool = False) -> int:
+    """Render every notebook in ``paths`` into ``out``; print one verdict each; 1 if any failed.
+
+    ``core``: the core cut of each notebook (optional sections left out), into ``out/core``.
+    """
+    if core:
+        out = out / "core"
     if out.exists() and not out.is_dir():
         print(f"error: --out {out} is a file; give a folder for the rendered notebooks.",
               file=sys.stderr)
@@ -128,7 +201,7 @@ def render_all(paths: list[Path], out: Path, *, timeout: int = 3600) -> int:
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     verdicts = []
     for path in paths:
-        v = render_one(path, out, timeout=timeout)
+        v = render_one(path, out, timeout=timeout, core=core)
         verdicts.append(v)
         print(f"{path.name}: {'ok' if v.ok else 'FAILED: ' + v.error} in {v.seconds:.0f} s"
               + (f" -> {v.html}" if v.html else ""), flush=True)

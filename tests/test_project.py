@@ -216,3 +216,47 @@ def test_benchmark_scripts_start(script):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout
+
+
+# ---------------------------------------------------------------- core path and optional sections
+def _cell(source: str, *tags: str, kind: str = "code"):
+    import nbformat
+
+    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+    return make(source, metadata={"tags": list(tags)} if tags else {})
+
+
+def test_optional_dependency_check_finds_a_broken_core_cut():
+    import nbformat
+
+    from course_utils import render
+
+    nb = nbformat.v4.new_notebook(cells=[
+        _cell("import numpy as np\nbase = np.zeros(3)"),
+        _cell("extra = base + 1\nfor k in range(2):\n    pass", "optional"),
+        _cell("total = extra.sum() + base.sum() + k"),           # reads two optional-only names
+        _cell("def f(extra):\n    return extra\nbase = f(base)"),  # a parameter is not a dependency
+        _cell("if True:\n    !pip install nothing\nprint(base)"),  # shell lines are skipped
+    ])
+    problems = render.optional_dependencies(nb)
+    assert len(problems) == 1 and "extra, k" in problems[0]
+    cut = render.core_cut(nb)
+    assert len(cut.cells) == 4 and len(nb.cells) == 5  # the original is untouched
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_core_path_runs_without_the_optional_sections(path):
+    """No core cell reads a name that only an optional section defines, and optional sections
+    are marked the same way everywhere: tagged cells, a heading that says "Optional:"."""
+    import nbformat
+
+    from course_utils import render
+
+    nb = nbformat.read(path, as_version=4)
+    assert render.optional_dependencies(nb) == []
+    heads = [c for i, c in enumerate(nb.cells) if render.is_optional(c) and c.cell_type == "markdown"
+             and (i == 0 or not render.is_optional(nb.cells[i - 1]))]
+    for head in heads:
+        assert re.search(r"^#{2,4} (\d+\. )?Optional: ", head.source, re.M), head.source[:80]
+    if any(render.OPTIONAL_TAG in c.metadata.get("tags", []) for c in nb.cells):
+        assert "**Core path:**" in nb.cells[0].source

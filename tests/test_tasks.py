@@ -286,3 +286,22 @@ def test_a_cell_timeout_is_reported_and_the_next_notebook_still_renders(tmp_path
     assert render.render_all([slow, fine], tmp_path / "build", timeout=2) == 1
     out = capsys.readouterr().out
     assert "a_slow.ipynb: FAILED: cell 0: cell timed out" in out and "b_fine.ipynb: ok" in out
+
+
+def test_render_core_leaves_the_optional_sections_out(tmp_path, capsys):
+    import nbformat
+
+    nb = _notebook(tmp_path / "n.ipynb", "x = 6", "raise ValueError('optional ran')", "print(x * 7)")
+    book = nbformat.read(nb, as_version=4)
+    book.cells[1].metadata["tags"] = ["optional"]
+    nbformat.write(book, nb)
+    assert cli.main(["render", str(nb), "--out", str(tmp_path / "build"), "--core"]) == 0
+    ran = nbformat.read(tmp_path / "build" / "core" / "n.ipynb", as_version=4)
+    assert len(ran.cells) == 2 and "42" in ran.cells[1].outputs[0]["text"]
+    assert cli.main(["render", str(nb), "--out", str(tmp_path / "build")]) == 1  # all of it fails
+
+
+def test_course_core_reaches_the_renderer(monkeypatch):
+    calls = []
+    monkeypatch.setattr(tasks, "run_task", lambda task, extra, **kw: calls.append((task, extra)) or 0)
+    assert cli.main(["course", "--core"]) == 0 and calls == [("course", ["--core"])]
