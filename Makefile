@@ -8,7 +8,7 @@
 PYTHON ?= python3
 RUN    := $(PYTHON) -m course_utils
 
-.PHONY: install test unit nbval course course-core lab prefetch doctor stage benchmark lock clean
+.PHONY: install test unit nbval course course-core book lab prefetch doctor stage benchmark lock clean
 
 install test unit nbval course lab:
 	$(RUN) $@
@@ -16,6 +16,11 @@ install test unit nbval course lab:
 ## make course-core: only the core path (sections not marked Optional), rendered into build/core/.
 course-core:
 	$(RUN) course --core
+
+## make book: the rendered course book (a static website) from the notebooks `make course` ran.
+book:
+	test -d build || $(RUN) course
+	$(RUN) book
 
 ## make prefetch / doctor / stage: run inside the course's venv (created if missing).
 ## make stage: before a workshop, fetch every asset and train every model into data/ (about an hour).
@@ -28,7 +33,7 @@ benchmark:
 
 ## make lock: regenerate requirements/lock.txt from pyproject.toml (needs `pip install uv`).
 lock:
-	uv pip compile pyproject.toml --extra tensorflow --extra test --extra lab --universal --generate-hashes \
+	uv pip compile pyproject.toml --extra tensorflow --extra test --extra lab --extra book --universal --generate-hashes \
 	    --python-version 3.11 --no-header --annotation-style line -o requirements/lock.txt
 
 ## make clean: remove rendered notebooks and the virtual environment.

@@ -14,6 +14,7 @@ Tools (run in the current environment):
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
 * ``stage``    – prefetch, then run notebooks 02-05 and their solutions into the data folder so
   every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
+* ``book``     – build the rendered course book (Jupyter Book) from executed notebooks.
 * ``render``   – execute notebooks headless and write HTML copies (what ``course`` runs).
 * ``sync-url`` – copy the repository URL of pyproject.toml into the notebooks and README (forks).
 """
@@ -104,6 +105,19 @@ def _stage(args: argparse.Namespace) -> int:
     return stage.stage(folder, fast=args.fast, fetch=not args.no_fetch, timeout=args.timeout)
 
 
+def _book(args: argparse.Namespace) -> int:
+    from . import book, tasks
+
+    try:
+        root = tasks.repo_root()
+        index = book.build(Path(args.source).resolve(), Path(args.out).resolve(), root)
+    except (book.BookError, tasks.TaskError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"The course book: {index} (open it in a browser; search is in the top bar).")
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from . import render
 
@@ -173,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="only verify a staged folder (checksums, models load, versions)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     p.set_defaults(func=_stage)
+    p = sub.add_parser("book", help="build the rendered course book (a website) from executed "
+                       "notebooks")
+    p.add_argument("--from", dest="source", default="build",
+                   help="folder of executed notebooks (default: build/, from `course`; or the "
+                   "data folder's staged/, from `stage`)")
+    p.add_argument("--out", default="build/book", help="where the website goes")
+    p.set_defaults(func=_book)
     p = sub.add_parser("render", help="execute notebooks and write HTML")
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--out", default="build")
@@ -181,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the core path: leave out sections tagged optional (into OUT/core)")
     p.set_defaults(func=_render)
     args = parser.parse_args(argv)
-    if args.func in (_doctor, _prefetch, _render, _stage) and not tasks.course_packages_importable():
+    if args.func in (_doctor, _prefetch, _render, _stage, _book) and not tasks.course_packages_importable():
         # e.g. `python -m course_utils doctor` from a bare Python on Windows: use the course's venv
         return tasks.run_in_venv(["-m", "course_utils", *(argv if argv is not None else sys.argv[1:])])
     return args.func(args)
