@@ -258,5 +258,9 @@ def test_core_path_runs_without_the_optional_sections(path):
              and (i == 0 or not render.is_optional(nb.cells[i - 1]))]
     for head in heads:
         assert re.search(r"^#{2,4} (\d+\. )?Optional: ", head.source, re.M), head.source[:80]
+    for cell in nb.cells:  # one marker per heading, in one place
+        for line in cell.source.splitlines() if cell.cell_type == "markdown" else []:
+            if line.startswith("#"):
+                assert line.count("Optional") <= 1 and not re.match(r"#+ Optional: \d", line), line
     if any(render.OPTIONAL_TAG in c.metadata.get("tags", []) for c in nb.cells):
         assert "**Core path:**" in nb.cells[0].source
