@@ -14,6 +14,8 @@ Tools (run in the current environment):
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
 * ``stage``    – prefetch, then run notebooks 02-05 and their solutions into the data folder so
   every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
+* ``cut``      – write core-path copies of the notebooks into ``notebooks/core/`` (a class runs
+  those with Run All).
 * ``book``     – build the rendered course book (Jupyter Book) from executed notebooks.
 * ``render``   – execute notebooks headless and write HTML copies (what ``course`` runs).
 * ``sync-url`` – copy the repository URL of pyproject.toml into the notebooks and README (forks).
@@ -105,6 +107,21 @@ def _stage(args: argparse.Namespace) -> int:
     return stage.stage(folder, fast=args.fast, fetch=not args.no_fetch, timeout=args.timeout)
 
 
+def _cut(args: argparse.Namespace) -> int:
+    from . import render, tasks
+
+    try:
+        root = tasks.repo_root()
+    except tasks.TaskError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    written = render.write_core_notebooks(tasks.notebooks(root), root / args.out)
+    print(f"Wrote the core path of {len(written)} notebooks to {root / args.out}/: open them in "
+          "JupyterLab and use Run -> Run All Cells; the optional sections are left out "
+          "(they stay in notebooks/).")
+    return 0
+
+
 def _book(args: argparse.Namespace) -> int:
     from . import book, tasks
 
@@ -187,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="only verify a staged folder (checksums, models load, versions)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     p.set_defaults(func=_stage)
+    p = sub.add_parser("cut", help="write core-path copies of the notebooks (optional sections "
+                       "left out) for a class to Run All")
+    p.add_argument("--out", default="notebooks/core", help="folder, relative to the repository")
+    p.set_defaults(func=_cut)
     p = sub.add_parser("book", help="build the rendered course book (a website) from executed "
                        "notebooks")
     p.add_argument("--from", dest="source", default="build",

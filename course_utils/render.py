@@ -115,6 +115,27 @@ def core_cut(nb):
     return cut
 
 
+def write_core_notebooks(paths: list[Path], out: Path) -> list[Path]:
+    """Write the core cut of each notebook, outputs cleared, into ``out``; return the new paths.
+
+    For a class: learners open these copies and use *Run All*, which then runs only the core
+    path (JupyterLab cannot skip tagged cells by itself). Code and ids are the originals'.
+    """
+    import nbformat
+
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        cut = core_cut(nbformat.read(path, as_version=4))
+        for cell in cut.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        cut.metadata["course_cut"] = "core: the sections not marked Optional (generated; edit the original)"
+        nbformat.write(cut, out / path.name)
+        written.append(out / path.name)
+    return written
+
+
 def _describe(exc: BaseException, cell_index: int | None) -> str:
     """One line naming the error (with the exception type and value the cell raised)."""
     where = f"cell {cell_index}: " if cell_index is not None else ""

@@ -305,3 +305,25 @@ def test_course_core_reaches_the_renderer(monkeypatch):
     calls = []
     monkeypatch.setattr(tasks, "run_task", lambda task, extra, **kw: calls.append((task, extra)) or 0)
     assert cli.main(["course", "--core"]) == 0 and calls == [("course", ["--core"])]
+
+
+def test_cut_writes_core_copies_without_outputs(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    from course_utils import render
+
+    nb = _notebook(tmp_path / "01_x.ipynb", "x = 6", "y = 1", "print(x * 7)")
+    book = nbformat.read(nb, as_version=4)
+    book.cells[1].metadata["tags"] = ["optional"]
+    book.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="old\n")]
+    book.cells[0].execution_count = 3
+    nbformat.write(book, nb)
+    (path,) = render.write_core_notebooks([nb], tmp_path / "core")
+    cut = nbformat.read(path, as_version=4)
+    assert [c.source for c in cut.cells] == ["x = 6", "print(x * 7)"]
+    assert cut.cells[0].outputs == [] and cut.cells[0].execution_count is None
+    assert [c.id for c in cut.cells] == [book.cells[0].id, book.cells[2].id]
+    monkeypatch.setattr(tasks, "notebooks", lambda root: [nb])
+    monkeypatch.setattr(tasks, "repo_root", lambda: tmp_path)
+    assert cli.main(["cut", "--out", "class"]) == 0 and (tmp_path / "class" / "01_x.ipynb").is_file()
+    assert "Run All" in capsys.readouterr().out
