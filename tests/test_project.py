@@ -255,7 +255,7 @@ def test_every_exercise_has_a_your_turn_cell_with_its_check():
         nn, cells = path.name[:2], _cells(path)
         section = _exercise_section(cells)
         intro = _source(next(c for c in cells if _source(c).startswith("## Exercises")))
-        assert f"solutions/{path.stem}_solutions.ipynb" in intro, path.name
+        assert f"](solutions/{path.stem}_solutions.ipynb)" in intro, f"{path.name}: a link to its solutions"
         found = []
         for i, cell in enumerate(section):
             items = re.findall(r"^(\d+)\. ", _source(cell), re.M) if cell["cell_type"] == "markdown" else []
