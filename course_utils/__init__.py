@@ -13,7 +13,8 @@ CXR CNNs, ``predict_p``); ``saliency`` (the registry of methods, ``compute``, ``
 (bootstrap, ``Estimate``, paired model comparison); ``perturb`` (noise, attacks, visibility,
 the reader quiz); ``psc`` (prediction-saliency correlation); ``sanity`` (sanity checks of
 maps); ``tabular`` (saliency on a table); ``shortcuts`` (source-shortcut checks: film
-statistics, accuracy by source); ``plots`` (one style, every figure); ``tasks`` and
+statistics, accuracy by source); ``plots`` (one style, every figure); ``exercises`` (the
+notebooks' exercises and a checker that never reveals the answer); ``tasks`` and
 ``render`` (the command line: ``python -m course_utils test|course|lab``, standard library
 only until the venv exists).
 

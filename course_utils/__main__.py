@@ -2,9 +2,11 @@
 
 Tasks (run from a clone; they create ``.venv`` from the lock file first, unless ``--here``):
 
-* ``test``     – unit tests + every notebook under nbval, fast mode, offline (what CI runs).
-* ``course``   – execute every notebook and write HTML copies to ``build/`` (``--core``: only the
-  core path, the sections not marked Optional, into ``build/core/``).
+* ``test``     – unit tests + every notebook under nbval, fast mode, offline (what CI runs); the
+  solution notebooks (``notebooks/solutions/``) run after the learner notebooks.
+* ``course``   – execute every notebook and write HTML copies to ``build/`` (solutions:
+  ``build/solutions/``; ``--core``: only the core path, the sections not marked Optional, into
+  ``build/core/``).
 * ``lab``      – open JupyterLab on ``notebooks/``.
 * ``install``  – only create/refresh ``.venv``;  ``unit`` / ``nbval`` – half of ``test``.
 
@@ -139,7 +141,8 @@ def _render(args: argparse.Namespace) -> int:
     from . import render
 
     return render.render_all([Path(p) for p in args.notebooks], Path(args.out),
-                             timeout=args.timeout, core=args.core)
+                             timeout=args.timeout, root=Path(args.root) if args.root else None,
+                             core=args.core)
 
 
 def _task(args: argparse.Namespace) -> int:
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     helps = {"install": "create or refresh .venv from requirements/lock.txt",
              "test": "unit tests + notebooks under nbval (fast, offline): what CI runs",
              "unit": "unit tests only", "nbval": "notebooks under nbval only (fast, offline)",
-             "course": "execute every notebook and render HTML to build/",
+             "course": "execute every notebook and render HTML to build/ (solutions: build/solutions/)",
              "lab": "open JupyterLab on notebooks/"}
     for name in tasks.TASKS:
         p = sub.add_parser(name, help=helps[name])
@@ -221,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     p.add_argument("--core", action="store_true",
                    help="only the core path: leave out sections tagged optional (into OUT/core)")
+    p.add_argument("--root", help="notebooks in a sub-folder of ROOT go to the same sub-folder of --out")
     p.set_defaults(func=_render)
     args = parser.parse_args(argv)
     if args.func in (_doctor, _prefetch, _render, _stage, _book) and not tasks.course_packages_importable():

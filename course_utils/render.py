@@ -206,10 +206,25 @@ def render_one(path: Path, out: Path, *, timeout: int = 3600, progress: bool = T
     return Verdict(path, not error, time.perf_counter() - start, error, target)
 
 
-def render_all(paths: list[Path], out: Path, *, timeout: int = 3600, core: bool = False) -> int:
+def output_folder(path: Path, out: Path, root: Path | None = None) -> Path:
+    """Where ``path`` is rendered: ``out``, or for a notebook in a sub-folder of ``root`` the same
+    sub-folder of ``out`` (``notebooks/solutions/x.ipynb`` -> ``build/solutions/``).
+    """
+    if root is None:
+        return out
+    try:
+        return out / path.resolve().parent.relative_to(root.resolve())
+    except ValueError:  # not under root
+        return out
+
+
+def render_all(paths: list[Path], out: Path, *, timeout: int = 3600, root: Path | None = None,
+               core: bool = False) -> int:
     """Render every notebook in ``paths`` into ``out``; print one verdict each; 1 if any failed.
 
-    ``core``: the core cut of each notebook (optional sections left out), into ``out/core``.
+    ``root``: notebooks in a sub-folder of it go to the same sub-folder of ``out`` (see
+    :func:`output_folder`); None puts every notebook straight into ``out``. ``core``: the core
+    cut of each notebook (optional sections left out), into ``out/core``.
     """
     if core:
         out = out / "core"
@@ -222,7 +237,7 @@ def render_all(paths: list[Path], out: Path, *, timeout: int = 3600, core: bool 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     verdicts = []
     for path in paths:
-        v = render_one(path, out, timeout=timeout, core=core)
+        v = render_one(path, output_folder(path, out, root), timeout=timeout, core=core)
         verdicts.append(v)
         print(f"{path.name}: {'ok' if v.ok else 'FAILED: ' + v.error} in {v.seconds:.0f} s"
               + (f" -> {v.html}" if v.html else ""), flush=True)

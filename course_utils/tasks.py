@@ -161,10 +161,19 @@ def notebooks(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def solution_notebooks(root: Path) -> list[Path]:
+    """The exercises' solution notebooks in order (``notebooks/solutions/NN_*_solutions.ipynb``)."""
+    return sorted((root / "notebooks" / "solutions").glob("[0-9][0-9]_*_solutions.ipynb"))
+
+
 def task_command(task: str, root: Path, extra: list[str], *, is_root_user: bool | None = None,
                  ) -> tuple[list[str], dict[str, str]]:
-    """The command line (after the interpreter) and extra environment that run ``task``."""
-    nbs = [str(p.relative_to(root)) for p in notebooks(root)]
+    """The command line (after the interpreter) and extra environment that run ``task``.
+
+    ``test``, ``nbval`` and ``course`` run the solution notebooks after all learner notebooks,
+    so that the models the learner notebooks cached are loaded, not trained again.
+    """
+    nbs = [str(p.relative_to(root)) for p in notebooks(root) + solution_notebooks(root)]
     nbval = ["--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900",
              "--nbval-sanitize-with", str(NBVAL_SANITIZE), "-p", "no:cacheprovider"]
     if is_root_user is None:
@@ -177,7 +186,8 @@ def task_command(task: str, root: Path, extra: list[str], *, is_root_user: bool 
     if task == "nbval":
         return ["-m", "pytest", *nbs, *nbval, *extra], {"COURSE_OFFLINE": "1", "COURSE_FAST": "1"}
     if task == "course":
-        return ["-m", "course_utils", "render", "--out", "build", *nbs, *extra], {}
+        # build/NN_*.html, and the solutions in build/solutions/
+        return ["-m", "course_utils", "render", "--out", "build", "--root", "notebooks", *nbs, *extra], {}
     if task == "lab":
         # Jupyter refuses to start as root (containers, cloud VMs) unless told that is intended.
         return (["-m", "jupyter", "lab", "notebooks", *(["--allow-root"] if is_root_user else []),
@@ -341,7 +351,7 @@ def sync_repository_url(root: Path | None = None) -> list[Path]:
                          r"repository-code: \"https://github\.com/)[\w.-]+/[\w-]+(?:\.[\w-]+)*?"
                          r"(?=\.git\b|[/\"'\s)\\]|$)")
     changed = []
-    for path in [root / "README.md", root / "CITATION.cff", *notebooks(root)]:
+    for path in [root / "README.md", root / "CITATION.cff", *notebooks(root), *solution_notebooks(root)]:
         text = path.read_text("utf-8")
         new = pattern.sub(lambda m: m.group(1) + slug, text)
         if new != text:

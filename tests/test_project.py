@@ -15,10 +15,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from course_utils import __main__ as cli
-from course_utils import config, environment, models, tasks
+from course_utils import config, environment, exercises, models, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
 COLAB = ROOT / "tests" / "colab" / "colab-runtime-2026-08.txt"  # copy of shared/reference/
 
 
@@ -97,7 +98,7 @@ def test_repository_url_has_one_source():
     """pyproject's [project.urls] is the one place; notebooks' Colab cells and badges follow it."""
     url = _project()["urls"]["Repository"]
     assert url.startswith("https://github.com/") and url.count("/") == 4
-    for path in NOTEBOOKS:
+    for path in NOTEBOOKS + SOLUTIONS:
         cells = json.loads(path.read_text())["cells"]
         colab = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
         assert "google.colab" in colab and f"git+{url}" in colab, path.name
@@ -107,7 +108,7 @@ def test_repository_url_has_one_source():
     for path in NOTEBOOKS:
         assert f"colab.research.google.com/github/{slug}/blob/main/notebooks/{path.name}" in readme
     named = re.findall(r"(?:git\+https://github\.com/|colab\.research\.google\.com/github/)"
-                       r"([\w-]+/[\w-]+)", readme + "".join(p.read_text() for p in NOTEBOOKS))
+                       r"([\w-]+/[\w-]+)", readme + "".join(p.read_text() for p in NOTEBOOKS + SOLUTIONS))
     assert set(named) == {slug}, f"the course is named by another repository URL: {set(named)}"
 
 
@@ -127,7 +128,8 @@ def test_repository_conventions():
 
 def test_notebooks_are_numbered_and_committed_without_outputs():
     assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]
-    for path in NOTEBOOKS:
+    assert SOLUTIONS == tasks.solution_notebooks(ROOT)  # nothing else in notebooks/solutions/
+    for path in NOTEBOOKS + SOLUTIONS:
         nb = json.loads(path.read_text())
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
@@ -264,3 +266,86 @@ def test_core_path_runs_without_the_optional_sections(path):
                 assert line.count("Optional") <= 1 and not re.match(r"#+ Optional: \d", line), line
     if any(render.OPTIONAL_TAG in c.metadata.get("tags", []) for c in nb.cells):
         assert "**Core path:**" in nb.cells[0].source
+# ---------------------------------------------------------------------------- exercises
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def _tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def _exercise_section(cells: list[dict]) -> list[dict]:
+    """The cells after the "## Exercises" heading, up to the next "## " heading."""
+    start = next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                 and _source(c).startswith("## Exercises"))
+    end = next((i for i in range(start + 1, len(cells)) if cells[i]["cell_type"] == "markdown"
+                and _source(cells[i]).startswith("## ")), len(cells))
+    return cells[start + 1:end]
+
+
+def test_learner_notebooks_hold_no_solutions():
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            assert "solution" not in _tags(cell), f"{path.name}: a solution cell ({cell['id']})"
+            assert not _source(cell).lstrip().startswith("# Solution"), f"{path.name}: {cell['id']}"
+            assert not cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"), path.name
+
+
+def test_every_exercise_has_a_your_turn_cell_with_its_check():
+    for path in NOTEBOOKS:
+        nn, cells = path.name[:2], _cells(path)
+        section = _exercise_section(cells)
+        intro = _source(next(c for c in cells if _source(c).startswith("## Exercises")))
+        assert f"](solutions/{path.stem}_solutions.ipynb)" in intro, f"{path.name}: a link to its solutions"
+        found = []
+        for i, cell in enumerate(section):
+            items = re.findall(r"^(\d+)\. ", _source(cell), re.M) if cell["cell_type"] == "markdown" else []
+            if not items:
+                continue
+            assert len(items) == 1, f"{path.name}: one exercise per markdown cell, got {items}"
+            ex = exercises.EXERCISES.get(f"{nn}.{items[0]}")
+            assert ex is not None, f"{path.name}: exercise {nn}.{items[0]} is not registered"
+            yours = section[i + 1] if i + 1 < len(section) else {}
+            assert yours.get("cell_type") == "code" and "your-turn" in _tags(yours), \
+                f"{path.name}: exercise {ex.id} has no 'your-turn' code cell after it"
+            lines = [ln for ln in _source(yours).splitlines() if ln.strip()]
+            assert all(ln.startswith("#") for ln in lines), f"{ex.id}: a your-turn cell holds comments only"
+            assert lines[0].startswith(f"# Exercise {ex.id} - your turn: ")
+            assert (f"# {ex.call()}" in lines) == ex.checkable, f"{ex.id}: the checker call, if checkable"
+            found.append(ex.id)
+        assert found == [e.id for e in exercises.exercises_of(nn)], path.name
+        setup = _source([c for c in cells if c["cell_type"] == "code"][1])
+        if any(e.checkable for e in exercises.exercises_of(nn)):
+            assert re.search(r"from course_utils import [^\n]*\bexercises\b|^    exercises,$", setup, re.M)
+
+
+def test_each_learner_notebook_with_exercises_has_a_solutions_notebook():
+    assert exercises.NOTEBOOKS == {p.name[:2]: p.stem for p in NOTEBOOKS}
+    with_exercises = [p for p in NOTEBOOKS if exercises.exercises_of(p.name[:2])]
+    assert [p.name for p in SOLUTIONS] == [f"{p.stem}_solutions.ipynb" for p in with_exercises]
+    assert all((ROOT / ex.solutions).is_file() for ex in exercises.EXERCISES.values())
+
+
+def test_solution_notebooks_solve_registered_exercises_and_check_them():
+    for path in SOLUTIONS:
+        nn, cells = path.name[:2], _cells(path)
+        learner = _cells(ROOT / "notebooks" / path.name.replace("_solutions", ""))
+        first = [c for c in cells if c["cell_type"] == "code"][:2]
+        assert [(c["id"], _source(c), _tags(c)) for c in first] == \
+            [(c["id"], _source(c), _tags(c)) for c in [c for c in learner if c["cell_type"] == "code"][:2]], \
+            f"{path.name}: the Colab cell and the standard first cell are the learner notebook's"
+        text = "\n".join(_source(c) for c in cells if c["cell_type"] == "markdown")
+        ids = re.findall(r"^### Exercise (\d\d\.\d+)\b", text, re.M)
+        assert all(i in exercises.EXERCISES for i in ids), f"{path.name}: unregistered ids {ids}"
+        assert ids == [e.id for e in exercises.exercises_of(nn)], path.name
+        code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
+        for ex in exercises.exercises_of(nn):
+            asserted = re.search(rf'assert exercises\.check\("{re.escape(ex.id)}",.*?\)\.right', code, re.S)
+            assert bool(asserted) == ex.checkable, f"{path.name}: {ex.id} must assert its check iff checkable"
+        assert not any("solution" in _tags(c) or "your-turn" in _tags(c) for c in cells)
+

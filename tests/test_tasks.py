@@ -92,13 +92,41 @@ def test_lab_allows_root_only_for_root(tmp_path):
     assert "--allow-root" in as_root and "--allow-root" not in as_user
 
 
+def _notebook_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """(learner notebooks, solution notebooks) in the order a task command names them."""
+    nbs = [a for a in args if a.endswith(".ipynb")]
+    return [a for a in nbs if "solutions" not in a], [a for a in nbs if "solutions" in a]
+
+
 def test_the_test_task_is_the_readme_command():
     args, env = tasks.task_command("test", ROOT, ["-x"])
     assert args[:3] == ["-m", "pytest", "tests"] and args[-1] == "-x"
-    nbs = [a for a in args if a.endswith(".ipynb")]
-    assert nbs == sorted(nbs) and len(nbs) == len(tasks.notebooks(ROOT)) >= 6
+    learner, solutions = _notebook_args(args)
+    assert learner == sorted(learner) and len(learner) == len(tasks.notebooks(ROOT)) >= 6
     assert env == {"COURSE_OFFLINE": "1", "COURSE_FAST": "1"}
     assert "--nbval-lax" in args and "--nbval-current-env" in args
+
+
+@pytest.mark.parametrize("task", ["test", "nbval", "course"])
+def test_solution_notebooks_run_after_every_learner_notebook(task):
+    """The solutions load the models the learner notebooks cached, so they come last."""
+    args, _ = tasks.task_command(task, ROOT, [])
+    nbs = [a for a in args if a.endswith(".ipynb")]
+    learner, solutions = _notebook_args(args)
+    assert solutions == sorted(solutions) and len(solutions) == len(tasks.solution_notebooks(ROOT)) >= 6
+    assert nbs == learner + solutions
+    assert all(a.startswith(str(Path("notebooks") / "solutions")) for a in solutions)
+
+
+def test_the_course_renders_solutions_into_their_own_folder(tmp_path):
+    args, _ = tasks.task_command("course", ROOT, [])
+    assert args[args.index("--out") + 1] == "build" and args[args.index("--root") + 1] == "notebooks"
+    out = tmp_path / "build"
+    assert render.output_folder(ROOT / "notebooks" / "02_x.ipynb", out, ROOT / "notebooks") == out
+    assert render.output_folder(ROOT / "notebooks" / "solutions" / "02_x_solutions.ipynb", out,
+                                ROOT / "notebooks") == out / "solutions"
+    assert render.output_folder(tmp_path / "elsewhere.ipynb", out, ROOT / "notebooks") == out
+    assert render.output_folder(ROOT / "notebooks" / "solutions" / "s.ipynb", out) == out
 
 
 def test_the_entry_point_needs_only_the_standard_library():
@@ -201,7 +229,9 @@ def test_sync_url_renames_only_this_repository(tmp_path):
     (root / "pyproject.toml").write_text(project.replace(old, "someone/my-fork"))
     changed = tasks.sync_repository_url(root)
     assert root / "README.md" in changed and len(changed) >= 1 + len(tasks.notebooks(ROOT))
-    everything = "".join(p.read_text() for p in [root / "README.md", *tasks.notebooks(root)])
+    assert set(tasks.solution_notebooks(root)) <= set(changed)  # their Colab cells too
+    everything = "".join(p.read_text() for p in [root / "README.md", *tasks.notebooks(root),
+                                                 *tasks.solution_notebooks(root)])
     assert old not in everything
     assert "git+https://github.com/someone/my-fork" in everything
     assert "colab.research.google.com/github/someone/my-fork/blob/main/notebooks/" in everything
@@ -278,6 +308,18 @@ def test_a_failing_html_export_is_reported_and_the_next_notebook_still_renders(t
     out = capsys.readouterr().out
     assert "a.ipynb: FAILED: could not write the rendered copy: ValueError" in out
     assert "b.ipynb: ok" in out and (tmp_path / "build" / "b.html").read_text() == "<html>ok</html>"
+
+
+def test_render_keeps_sub_folders_under_root(tmp_path, capsys):
+    root = tmp_path / "notebooks"
+    (root / "solutions").mkdir(parents=True)
+    top = _notebook(root / "a.ipynb", "print(1)")
+    sub = _notebook(root / "solutions" / "a_solutions.ipynb", "print(2)")
+    out = tmp_path / "build"
+    assert cli.main(["render", str(top), str(sub), "--out", str(out), "--root", str(root)]) == 0
+    assert (tmp_path / "build" / "a.html").is_file()
+    assert (tmp_path / "build" / "solutions" / "a_solutions.html").is_file()
+    assert not (tmp_path / "build" / "a_solutions.html").exists()
 
 
 def test_a_cell_timeout_is_reported_and_the_next_notebook_still_renders(tmp_path, capsys):

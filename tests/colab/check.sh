@@ -3,8 +3,9 @@
 # preinstalled versions of every package the course uses (tests/colab/colab-runtime-2026-08.txt,
 # a copy of Colab's public package list), then exactly what each notebook's Colab cell runs
 # (`pip install --no-deps` of the course + `python -m course_utils install --here`). It checks
-# that no preinstalled package was replaced, then runs the unit tests and notebooks 00-02 there
-# (fast mode, offline). Needs network to PyPI for the install; skips without a 3.13 interpreter.
+# that no preinstalled package was replaced, then runs the unit tests and notebooks 00-02 and their
+# solution notebooks there (fast mode, offline). Needs network to PyPI for the install; skips
+# without a 3.13 interpreter.
 #   bash tests/colab/check.sh            (COLAB_PYTHON=/path/to/python3.13 to choose one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -63,8 +64,8 @@ if any(a.lower().startswith(("tensorflow-cpu==", "tensorflow==")) for a in added
 PYEOF
 "$PY" -m pip check || { echo "colab check: FAILED (pip check)"; exit 1; }
 
-# 4. The tests on that stack: unit tests + notebooks 00-02, fast mode, offline.
-NOTEBOOKS=$(ls notebooks/0[0-2]_*.ipynb)
+# 4. The tests on that stack: unit tests + notebooks 00-02 and then their solutions, fast mode, offline.
+NOTEBOOKS=$(ls notebooks/0[0-2]_*.ipynb notebooks/solutions/0[0-2]_*_solutions.ipynb)
 COURSE_DATA_DIR=$WORK/data COURSE_OFFLINE=1 COURSE_FAST=1 TF_CPP_MIN_LOG_LEVEL=3 \
 CUDA_VISIBLE_DEVICES= PYTHONHASHSEED=0 KERAS_BACKEND=tensorflow PYDEVD_DISABLE_FILE_VALIDATION=1 \
     "$PY" -m pytest tests $NOTEBOOKS --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
