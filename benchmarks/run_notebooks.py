@@ -134,6 +134,11 @@ def fresh_data_dir(base: Path) -> Path:
     return folder
 
 
+def _short(name: str) -> str:
+    """"03" for a learner notebook, "03 sol." for its solutions notebook."""
+    return name[:2] + (" sol." if "_solutions" in name else "")
+
+
 def _profile_lines(rows: list[dict]) -> list[str]:
     """Markdown: the TOP cells by seconds and by memory growth, over every notebook and mode."""
     cells = [dict(c, notebook=r["notebook"], mode=r["mode"]) for r in rows for c in r.get("cells", [])]
@@ -146,7 +151,7 @@ def _profile_lines(rows: list[dict]) -> list[str]:
         out += ["", f"### Top {TOP} {title}", "",
                 "| notebook | mode | cell | first line | seconds | memory after (GB) | growth (GB) "
                 "| peak in cell (GB) |", "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {c['notebook'][:2]} | {c['mode']} | {c['id']} | `{c['line'].replace('|', '/')}` "
+        out += [f"| {_short(c['notebook'])} | {c['mode']} | {c['id']} | `{c['line'].replace('|', '/')}` "
                 f"| {c['seconds']} | {c['after_gb']} | {c['growth_gb']} | {c['peak_gb']} |"
                 for c in ranked]
     return out
@@ -169,7 +174,9 @@ def main() -> int:
                                        (args.staged_dir / "staged" / "manifest.json").is_file()):
         parser.error("--modes staged needs --staged-dir FOLDER made by `python -m course_utils "
                      "stage --data-dir FOLDER`")
-    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    # the learner notebooks in order, then their solution notebooks (which reuse their models)
+    notebooks = args.notebooks or [*sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                                   *sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))]
     scratch = Path(tempfile.mkdtemp(prefix="course-bench-"))
     rows = []
     try:
