@@ -23,7 +23,7 @@ book:
 	$(RUN) book
 
 ## make prefetch / doctor / stage: run inside the course's venv (created if missing).
-## make stage: before a workshop, fetch every asset and train every model into data/ (about an hour).
+## make stage: before a workshop, fetch every asset and train every model into data/ (1-1.5 hours on 2 cores).
 prefetch doctor stage:
 	$(RUN) $@
 
