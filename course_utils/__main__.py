@@ -14,7 +14,7 @@ Tools (run in the current environment):
 
 * ``doctor``   – versions, devices, memory, fast/offline mode, network, which assets are cached.
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
-* ``stage``    – prefetch, then run notebooks 02-05 and their solutions into the data folder so
+* ``stage``    – prefetch, then run notebooks 02-06 and their solutions into the data folder so
   every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
 * ``cut``      – write core-path copies of the notebooks into ``notebooks/core/`` (a class runs
   those with Run All).
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prefetch", help="download every asset for offline use")
     p.add_argument("names", nargs="*", help="only these assets (default: all)")
     p.set_defaults(func=_prefetch)
-    p = sub.add_parser("stage", help="prefetch assets and train every model notebooks 02-05 "
+    p = sub.add_parser("stage", help="prefetch assets and train every model notebooks 02-06 "
                        "need into the data folder (before a workshop)")
     p.add_argument("--data-dir", help="folder to stage (default: COURSE_DATA_DIR or <repo>/data)")
     p.add_argument("--fast", action="store_true",

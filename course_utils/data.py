@@ -324,3 +324,39 @@ def with_permuted_labels(cxr_data: CourseCXR, seed: int = config.SEED) -> Course
         description=cxr_data.description + f"; training labels permuted (seed {seed})",
         fingerprint=_fingerprint(cxr_data.fingerprint, "permuted-labels", seed),
         phantom_set=None)
+
+
+def equalise_region(images: np.ndarray, masks: np.ndarray, value: float | None = None) -> np.ndarray:
+    """A counterfactual edit for any data with masks: give a region the same mean brightness in every image.
+
+    Each image's pixels inside its mask are shifted by one constant so that their mean becomes
+    ``value`` (default: the mean of the region's per-image means over all images that have the
+    region); texture inside the region and every pixel outside it are kept; the result is
+    clipped to [0, 1]. Images with an empty mask are returned unchanged. E.g. equalise the
+    abdomen: if p moves, the model used the abdomen's brightness (on the phantom,
+    :func:`phantom.set_abdomen_brightness` is the exact version).
+
+    Args:
+        images: (n, H, W, 1) or (n, H, W) float in [0, 1].
+        masks: (n, H, W) bool, True inside the region.
+        value: the target mean brightness, in [0, 1].
+
+    Returns:
+        float32 array of the shape of ``images``.
+    """
+    x = np.asarray(images, np.float32)
+    m = np.asarray(masks, bool)
+    if x.shape[:3] != m.shape or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 1):
+        raise ValueError(f"images (n, H, W[, 1]) and masks (n, H, W) must match, got {x.shape} and {m.shape}")
+    plane = x[..., 0] if x.ndim == 4 else x
+    count = m.sum(axis=(1, 2))
+    has = count > 0
+    if not has.any():
+        return x.copy()
+    means = np.where(has, (plane * m).sum(axis=(1, 2)) / np.maximum(count, 1), 0.0)
+    target = float(means[has].mean()) if value is None else float(value)
+    if not 0 <= target <= 1:
+        raise ValueError(f"value must be in [0, 1], got {target!r}")
+    shifted = np.where(m, plane + (target - means)[:, None, None], plane)
+    out = np.clip(shifted, 0.0, 1.0).astype(np.float32)
+    return out[..., None] if x.ndim == 4 else out

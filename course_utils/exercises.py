@@ -33,6 +33,7 @@ NOTEBOOKS = {
     "03": "03_saliency_pitfalls",
     "04": "04_limitations",
     "05": "05_perturbations_and_psc",
+    "06": "06_capstone_audit",
 }
 
 #: Verdict statuses: the first three judge an answer; "open" = no automatic check exists;
@@ -477,6 +478,125 @@ def _detector_share(answer: object, *, clean, perturbed) -> tuple[str, str]:
     return _by_points(value, reference, right_pp=one_pair / 2, close_pp=max(10.0, 1.5 * one_pair),
                       hint=f"one pair is {one_pair:.1f} percentage points; compare the mean |Laplacian| "
                            "(scipy.ndimage.laplace) of each perturbed image with its own clean twin.")
+
+
+# ----------------------------------------------------------------------------- notebook 06
+#: The answers exercise 06.1 accepts: what the capstone model's decisions depend on.
+SHORTCUT_CHOICES = ("lungs", "marker", "abdomen", "site")
+
+
+def _choice(answer: object, choices: Sequence[str], what: str) -> str:
+    """``answer`` as one of ``choices`` (case and surrounding quotes, dots and spaces ignored)."""
+    listed = ", ".join(f'"{c}"' for c in choices)
+    if not isinstance(answer, str):
+        raise AnswerProblem(f"expected {what}: one of {listed} (a string), got {type(answer).__name__}")
+    value = _text(answer).strip("'\" .")
+    if value not in choices:
+        raise AnswerProblem(f"{answer!r} is not one of {listed}")
+    return value
+
+
+_SHORTCUT_HINTS = {
+    "lungs": "a model that reads the lungs treats normal patients alike wherever they were filmed. "
+             "Does this one (row 6, the model per hospital)?",
+    "marker": "what did erasing the marker do to p (row 6, the counterfactual edits)?",
+    "abdomen": "what did giving every abdomen the same brightness do to p (row 6, the counterfactual "
+               "edits)?",
+}
+
+
+@_register("06.1", 'what the model\'s decisions depend on besides the disease: "lungs" (nothing else), '
+                   '"marker", "abdomen" or "site"',
+           answer="your_shortcut")
+def _capstone_shortcut(answer: object) -> tuple[str, str]:
+    choice = _choice(answer, SHORTCUT_CHOICES, "what the model relies on")
+    if choice == "site":
+        return RIGHT, ("the hospital's processing of the film: it touches every pixel, so the film "
+                       "statistics outside the lungs recognise it, and the model's calls follow it.")
+    return WRONG, f"Reconsider: {_SHORTCUT_HINTS[choice]}"
+
+
+def _yes_no(answer: object) -> str:
+    return _choice(answer, ("yes", "no"), "an answer")
+
+
+@_register("06.2", 'does the published Grad-CAM figure alone reveal that shortcut? "yes" or "no"',
+           answer="your_answer")
+def _capstone_figure(answer: object) -> tuple[str, str]:
+    if _yes_no(answer) == "no":
+        return RIGHT, ("a region map has nowhere to point at a difference spread over the whole film, "
+                       "and four chosen cases show only what the authors chose to show.")
+    return WRONG, ("Reconsider: which region of the figure would show where a film was made? Could a "
+                   "model that reads only the hospital draw the same figure?")
+
+
+def _false_positive_rates(origins: object, y_test: object, p_test: object
+                          ) -> tuple[dict[str, float], dict[str, float], str, str, int]:
+    """Per hospital, the false-positive rate and the share of all its films wrongly called COVID.
+
+    Also returns the hospital where COVID is commoner, the other one, and the first's normal films.
+    """
+    y = _labels(y_test, "y_test")
+    p = _probabilities(p_test, "p_test", len(y))
+    o = np.asarray(origins).astype(str)
+    if o.shape != y.shape:
+        raise AnswerProblem(f"origins must name the hospital of each test film, shape {y.shape}, "
+                            f"got {o.shape}")
+    names = list(np.unique(o))
+    if len(names) != 2:
+        raise AnswerProblem(f"origins must name exactly two hospitals, got {len(names)}")
+    normals = {h: (o == h) & (y == 0) for h in names}
+    if not all(m.any() for m in normals.values()):
+        raise AnswerProblem("each hospital needs normal test films for a false-positive rate")
+    common, rare = sorted(names, key=lambda h: -y[o == h].mean())
+    fpr = {h: float(np.mean(p[m] > 0.5)) for h, m in normals.items()}
+    all_films = {h: float(np.mean((p[o == h] > 0.5) & (y[o == h] == 0))) for h in names}
+    return fpr, all_films, common, rare, int(normals[common].sum())
+
+
+@_register("06.3", "the false-positive rate (normal films called COVID, p > 0.5) at the hospital where "
+                   "COVID is common minus that at the hospital where it is rare",
+           answer="your_gap", context={"origins": "origins_test", "y_test": "y_test", "p_test": "p_test"})
+def _capstone_gap(answer: object, *, origins: object, y_test: object, p_test: object) -> tuple[str, str]:
+    """``origins``, ``y_test``, ``p_test``: (n,) each, the test films' hospitals, labels and p(COVID)."""
+    value = _number(answer, "a difference of two proportions (a number in [-1, 1])")
+    if 1 < abs(value) <= 100:
+        raise AnswerProblem(f"give the difference of two proportions (50 % is 0.5), not percentage points: "
+                            f"got {value:g}")
+    if abs(value) > 1:
+        raise AnswerProblem(f"a difference of two proportions lies in [-1, 1], got {value:g}")
+    fpr, all_films, common, rare, n_normal = _false_positive_rates(origins, y_test, p_test)
+    reference = fpr[common] - fpr[rare]
+    one_film = 100 / n_normal
+    status, message = _by_points(
+        value, reference, right_pp=0.05, close_pp=1.5 * one_film,
+        hint=f"one normal film at the hospital where COVID is common is {one_film:.1f} percentage points; "
+             "per hospital, the share of its normal films with p > 0.5.",
+        detail="a model that reads the lungs would make this close to zero: the normal patients of "
+               "both hospitals have the same healthy lungs; only their films differ.")
+    if status != WRONG:
+        return status, message
+    if abs(reference) > 1e-9 and abs(value + reference) <= 5e-4:
+        return WRONG, ("the sign is reversed. Reconsider: the hospital where COVID is common first, "
+                       "minus the other.")
+    if abs(value - (all_films[common] - all_films[rare])) <= 5e-4:
+        return WRONG, ("that divides by all of each hospital's films. Reconsider: a false-positive rate "
+                       "counts among the normal films only.")
+    return status, message
+
+
+_open("06.4", "the review: three sentences to the authors - what you found, the evidence, and what you "
+              "would ask them for")
+
+
+@_register("06.5", 'can this heat-map be trusted as evidence that the model reads the lungs? "yes" or "no"',
+           answer="your_verdict")
+def _capstone_verdict(answer: object) -> tuple[str, str]:
+    if _yes_no(answer) == "no":
+        return RIGHT, ("a map is evidence only together with the tests behind it; the tests of the "
+                       "model's behaviour, not of the map, decided this one.")
+    return WRONG, ("Reconsider: the map's own tests (sanity, faithfulness) say whether it depends on the "
+                   "model; which rows tested what the model's decisions depend on, and what did they find?")
 
 
 # ----------------------------------------------------------------------------- the entry point

@@ -1,6 +1,6 @@
-"""Stage a workshop data folder: every asset *and* every trained model notebooks 02-05 need.
+"""Stage a workshop data folder: every asset *and* every trained model notebooks 02-06 need.
 
-``python -m course_utils stage`` (or ``make stage``) runs notebooks 02-05 and their solution
+``python -m course_utils stage`` (or ``make stage``) runs notebooks 02-06 and their solution
 notebooks once, headless, with the data folder as their cache: every model they train is saved
 there under the same cache key a learner's notebook will ask for, because it is the notebooks'
 own code that trains them. The executed notebooks are kept in ``<data>/staged/`` as reference
@@ -30,7 +30,7 @@ from . import config
 STAGED_DIR = "staged"
 MANIFEST_NAME = "manifest.json"
 #: The notebooks that train models (learner notebooks; their solutions are added when present).
-TRAINING_NOTEBOOKS = ("02", "03", "04", "05")
+TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06")
 #: Manifest format version (bump when its fields change meaning).
 MANIFEST_VERSION = 1
 

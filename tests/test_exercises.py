@@ -139,9 +139,24 @@ def _case_05_3() -> Case:
     return Case(ref, 1 - ref, ref - 0.05, {"clean": clean, "perturbed": perturbed}, shown=_formats(ref))
 
 
+def _hospitals() -> dict:
+    """Test films of two hospitals: COVID common at "B", whose normal films the model often calls COVID."""
+    origins = np.array(["A"] * 50 + ["B"] * 30)
+    y = np.r_[np.zeros(45, int), np.ones(5, int), np.zeros(10, int), np.ones(20, int)]
+    p = np.r_[np.full(44, 0.1), 0.7, np.full(5, 0.3), np.full(7, 0.8), np.full(3, 0.2), np.full(20, 0.9)]
+    return {"origins": origins, "y_test": y, "p_test": p}
+
+
+def _case_06_3() -> Case:
+    ctx = _hospitals()
+    ref = 7 / 10 - 1 / 45  # false-positive rates: B minus A
+    return Case(ref, ref - 0.3, ref + 0.1, ctx, shown=_formats(ref))
+
+
 CASES = {"00.1": lambda: _case_00_1(False), "00.2": _case_00_2, "01.3": _case_01_3, "02.1": _case_02_1,
          "02.3": _case_02_3, "03.1": _case_03_1, "03.2": _case_03_2, "04.3": _case_04_3,
-         "05.2": _case_05_2, "05.3": _case_05_3}
+         "05.2": _case_05_2, "05.3": _case_05_3, "06.1": lambda: Case("site", "marker", shown=("site",)),
+         "06.2": lambda: Case("no", "yes"), "06.3": _case_06_3, "06.5": lambda: Case("No.", "yes")}
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +294,29 @@ def test_the_verdict_prints_once_and_reprs_short(capsys):
     assert capsys.readouterr().out.count("Exercise 02.3") == 1
     assert repr(verdict) == "Verdict(exercise='02.3', status='wrong')"
     assert str(verdict).startswith("Exercise 02.3: not right yet - ")
+
+
+@pytest.mark.parametrize("choice", ["lungs", "marker", "abdomen"])
+def test_each_wrong_shortcut_gets_its_own_hint_without_the_answer(choice, capsys):
+    verdict = exercises.check("06.1", choice)
+    assert verdict.status == "wrong" and "Reconsider" in verdict.message
+    assert "site" not in verdict.message.replace(exercises.EXERCISES["06.1"].task, "")
+    assert exercises.check("06.1", " SITE ").right
+
+
+def test_choices_outside_the_list_are_named(capsys):
+    verdict = exercises.check("06.1", "hospital")
+    assert verdict.status == "problem" and '"lungs", "marker", "abdomen", "site"' in verdict.message
+    assert exercises.check("06.2", True).status == "problem"
+    assert "one of \"yes\", \"no\"" in exercises.check("06.5", "maybe").message
+
+
+def test_capstone_gap_names_the_usual_mistakes(capsys):
+    ctx = _hospitals()
+    ref = 7 / 10 - 1 / 45
+    assert "sign is reversed" in exercises.check("06.3", -ref, **ctx).message
+    per_film = 7 / 30 - 1 / 50  # divided by all of each hospital's films
+    assert "normal films only" in exercises.check("06.3", per_film, **ctx).message
+    assert "not percentage points" in exercises.check("06.3", 100 * ref, **ctx).message
+    verdict = exercises.check("06.3", ref, **{**ctx, "origins": np.array(["A"] * 80)})
+    assert verdict.status == "problem" and "exactly two hospitals" in verdict.message
