@@ -13,9 +13,9 @@ Issue 16 asks the course to show, with numbers:
   batched forward + backward pass written directly with ``tf.GradientTape``;
 * ``phantom.make_phantom_cxr(10_000, image_size=128)`` takes <= 10 s.
 
-Where batch and loop cannot agree by construction (a random stream drawn for the whole batch;
-a choice made over the whole batch) the row says so, gives the measured difference, and a
-check row shows that with the randomness / the batch-wide choice switched off the two agree.
+Where batch and loop cannot agree by construction (a random stream drawn for the whole batch)
+the row says so, gives the measured difference, and a check row shows that with the randomness
+switched off the two agree.
 Settings are the notebooks' (full mode; ``--quick``: their fast mode and small sizes).
 
     python benchmarks/kernels.py                 # the measurement (idle machine, ~30+ min)
@@ -59,7 +59,7 @@ SIZES = {
     "attack_steps": (60, 10),    # Adam steps of the Dombrowski attacks (notebook 05: 60)
     "vgg_images": (8, 2),        # VGG16 inputs, 224 px
     "phantom_n": (10_000, 1_000),
-    "check_images": (4, 2),      # images of the check rows (noise / batch-wide choice switched off)
+    "check_images": (4, 2),      # images of the check rows (randomness switched off)
 }
 #: VGG16 methods run with --quick (one gradient pass each); the full run does every method.
 VGG_QUICK = ("vanilla", "gradxinput", "gradcam", "gradcam++")
@@ -216,18 +216,12 @@ def method_rows(model, x, targets, model_name: str, methods: list[str], settings
             spread = difference(out["batched"], again, relative=True)
             asserted, equal = False, "n/c"
             same = diff["mean_rel"] <= 1.5 * spread["mean_rel"]
-            note = ("not comparable: tf-keras-vis draws the noise of a whole chunk at once, as one "
+            note = ("not comparable: SmoothGrad (as tf-keras-vis) draws the noise of a whole chunk at once, as one "
                     "(samples, images, ...) array from NumPy's global generator seeded once per call, "
                     "so a one-image call gets other draws and no seed reproduces the batch's; "
                     f"mean |Δ|/mean |map| = {diff['mean_rel']:.3f} vs {spread['mean_rel']:.3f} between "
                     f"two batched runs with seeds 0 and 1 ({'within' if same else 'NOT within'} the "
                     "stated tolerance, 1.5x that seed-to-seed spread); check row: smooth_noise=0")
-        elif method == "scorecam" and kw.get("score_max_n") is not None:
-            asserted, equal = False, "n/c"
-            note = ("not comparable: with score_max_n, tf-keras-vis keeps the *union* over the batch "
-                    "of each image's top-N channels (tf.unique of the batch's top_k), so a batched map "
-                    "uses more channels than a one-image map and depends on its batch neighbours; "
-                    "check row: score_max_n=None (all channels)")
         elif method == "shap":
             asserted = False
             equal = "yes (observed)" if diff["rel"] <= TOLERANCE else "n/c"
@@ -243,8 +237,6 @@ def method_rows(model, x, targets, model_name: str, methods: list[str], settings
         check = None
         if method == "smoothgrad":
             check = ("smoothgrad, smooth_noise=0", {**kw, "smooth_samples": 2, "smooth_noise": 0.0})
-        elif method == "scorecam" and kw.get("score_max_n") is not None and model_name == "CXR CNN":
-            check = ("scorecam, score_max_n=None", {**kw, "score_max_n": None})
         if check:
             label, ckw = check
             xs, ts = x[:n_check], targets[:n_check]
@@ -254,7 +246,7 @@ def method_rows(model, x, targets, model_name: str, methods: list[str], settings
             diff = difference(out["batched"], out["looped"], relative=True)
             equal, why = verdict_map(diff, logits_rel)
             rows.append(row("check", label, model_name, len(xs), ckw, times, diff, equal, True,
-                            " ".join(["the same code path with the randomness / batch-wide choice off.",
+                            " ".join(["the same code path with the randomness off.",
                                       why]).strip()))
             log(f"  check {label}: rel Δ {diff['rel']:.2e}")
     return rows
@@ -453,7 +445,7 @@ def render(result: dict) -> str:
         f"the model's logits agree to {TOLERANCE:g} (a max-pool near-tie or ReLU kink switched); **float** = "
         f"an iterative attack whose first step's loss agrees to {TOLERANCE:g} and whose p_after agrees to "
         f"{P_TOLERANCE:g}. **n/c** = not comparable by construction (see the note); its *check* row reruns "
-        "it with the randomness / batch-wide choice switched off. **NO** = failed (exit code 1).", "",
+        "it with the randomness switched off. **NO** = failed (exit code 1).", "",
         "| method / attack | model | images | settings | batched s | looped s | speed-up | max \\|Δ\\| "
         "| rel. Δ | max \\|Δp_after\\| | equal? | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

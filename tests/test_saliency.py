@@ -120,6 +120,62 @@ def relu_cnn():
     return build_cxr_cnn(32, seed=0, width=4), x
 
 
+@pytest.mark.parametrize("target", [0, 1])
+def test_vanilla_and_smoothgrad_equal_tf_keras_vis(relu_cnn, target):
+    """Our compiled gradients give tf-keras-vis' Saliency maps: same noise, same numbers."""
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.scores import BinaryScore
+
+    model, x = relu_cnn
+    logits = saliency.logit_model(model)
+    reference = Saliency(logits, clone=False)
+    score = BinaryScore([bool(target)] * len(x))
+    ours = saliency.compute(model, x, "vanilla", target).raw
+    theirs = reference(score, x, normalize_map=False)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * np.abs(theirs).max())
+    ours = saliency.compute(model, x, "smoothgrad", target, smooth_samples=4, seed=3).raw
+    np.random.seed(3)
+    theirs = reference(score, x, smooth_samples=4, smooth_noise=0.2, normalize_map=False)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * np.abs(theirs).max())
+    assert not np.allclose(ours, saliency.compute(model, x, "vanilla", target).raw)
+
+
+@pytest.mark.parametrize("max_n", [2, None])
+def test_scorecam_equals_tf_keras_vis_image_by_image(relu_cnn, max_n):
+    """Batched Score-CAM = tf-keras-vis' Scorecam on each image alone (its channel choice is
+    batch-wide; ours is per image, so one image at a time is where the two must agree)."""
+    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    model, x = relu_cnn
+    logits = saliency.logit_model(model)
+    z = logits.outputs[0]  # tf-keras-vis needs two logits [0, z] for a sigmoid model
+    two = keras.Model(logits.inputs, keras.layers.Concatenate()([keras.ops.zeros_like(z), z]))
+    targets = np.array([1, 0, 1, 1, 0])
+    ours = saliency.compute(model, x, "scorecam", targets, score_max_n=max_n).raw
+    theirs = np.concatenate([
+        Scorecam(two, clone=False)(CategoricalScore([int(t)]), x[i:i + 1], max_N=max_n,
+                                   normalize_cam=False)
+        for i, t in enumerate(targets)])
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * np.abs(theirs).max())
+    # a map does not depend on which images share its batch
+    alone = saliency.compute(model, x[2:3], "scorecam", 1, score_max_n=max_n).raw
+    np.testing.assert_allclose(ours[2], alone[0], rtol=1e-5, atol=1e-7)
+
+
+def test_compiled_gradients_see_changed_weights(relu_cnn):
+    model, x = relu_cnn
+    before = saliency.compute(model, x, "vanilla", 1).raw
+    weights = model.get_weights()
+    model.set_weights([2 * w for w in weights])  # what a randomisation test does in place
+    try:
+        after = saliency.compute(model, x, "vanilla", 1).raw
+    finally:
+        model.set_weights(weights)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(saliency.compute(model, x, "vanilla", 1).raw, before, rtol=1e-6)
+
+
 def test_smoothgrad_is_seeded_and_leaves_the_global_generators_alone(relu_cnn, monkeypatch):
     model, x = relu_cnn
     np.random.seed(123)
