@@ -290,20 +290,37 @@ def corner_masks(n: int, image_size: int, fraction: float = CORNER_FRACTION) -> 
     return {"corners (marker proxy)": np.broadcast_to(corners, (n, image_size, image_size))}
 
 
+def _rows(cxr_data: CourseCXR, rows: np.ndarray) -> dict:
+    """The per-image fields of ``cxr_data`` restricted to ``rows`` (sorted indices), as a dict."""
+    masks = cxr_data.masks
+    masks = (phantom.PackedMasks(masks.bits[rows]) if isinstance(masks, phantom.PackedMasks)
+             else {k: v[rows] for k, v in masks.items()})
+    fields = {"images": cxr_data.images[rows], "labels": cxr_data.labels[rows], "masks": masks}
+    for name in ("origins", "has_lung_mask", "original_shapes", "patients"):
+        if (value := getattr(cxr_data, name)) is not None:
+            fields[name] = value[rows]
+    return fields
+
+
 def with_training_cap(cxr_data: CourseCXR, max_train: int, seed: int = config.SEED) -> CourseCXR:
     """The same data with at most ``max_train`` training images (a seeded, stratified subset).
 
     For quick probe models (e.g. :func:`hide_lungs`): the test split is unchanged, so their
-    test results compare directly with the full model's. Returns ``cxr_data`` itself when it
-    has no more training images than that.
+    test results compare directly with the full model's (``split("test")`` gives the same images
+    in the same order). Only the rows of the two splits are kept (the indices are renumbered;
+    ``phantom_set`` is dropped), so a variant built from the result copies 3,200 images, not
+    8,000. Returns ``cxr_data`` itself when it has no more training images than that.
     """
     _checks.positive_int(max_train, "max_train")
     if len(cxr_data.train_idx) <= max_train:
         return cxr_data
     keep, _ = cxr.stratified_split(cxr_data.labels[cxr_data.train_idx],
                                    1 - max_train / len(cxr_data.train_idx), seed=seed)
+    train_idx = np.sort(cxr_data.train_idx[keep])
+    rows = np.union1d(train_idx, cxr_data.test_idx)
     return dataclasses.replace(
-        cxr_data, train_idx=np.sort(cxr_data.train_idx[keep]),
+        cxr_data, **_rows(cxr_data, rows), phantom_set=None,
+        train_idx=np.searchsorted(rows, train_idx), test_idx=np.searchsorted(rows, cxr_data.test_idx),
         description=cxr_data.description + f"; {len(keep):,} training images",
         fingerprint=_fingerprint(cxr_data.fingerprint, "train-cap", max_train, seed))
 

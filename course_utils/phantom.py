@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +90,7 @@ MASK_KEYS: tuple[str, ...] = ("lungs", "lesions", "heart", "spine", "abdomen", "
 
 _MIN_SIZE = 64
 _CHUNK = 32           # images rendered at once (cache-friendly; fixed so results never depend on it)
+_WORKERS = min(4, os.cpu_count() or 1)  # threads rendering chunks (results never depend on it)
 _TEX_BANK = 12        # pre-computed texture fields per call
 _EDGE_PX = 1.2        # half-width of the soft anatomical edges, in pixels
 MARKER_CORNERS: tuple[str, ...] = ("top-right", "top-left", "bottom-right", "bottom-left")
@@ -861,11 +864,12 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     bits = np.zeros((len(keep), S, S), np.uint8)
     border = np.zeros((len(keep), 4), np.int64)
     per_image = {k: v for k, v in d.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
-    for c, lo in enumerate(range(0, n, _CHUNK)):
+
+    def render(c: int, lo: int) -> None:
         hi = min(n, lo + _CHUNK)
         wanted = (keep >= lo) & (keep < hi)  # output rows that come from this chunk
         if not wanted.any():
-            continue  # chunks have their own seeds: skipping one changes nothing else
+            return  # chunks have their own seeds: skipping one changes nothing else
         dc = {k: v[lo:hi] for k, v in per_image.items()}
         img, mk, frame = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks)
         rows = keep[wanted] - lo
@@ -875,6 +879,18 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         for k, key in enumerate(MASK_KEYS):
             packed |= mk[key][rows].astype(np.uint8) << np.uint8(k)
         bits[wanted] = packed
+
+    # Chunks are independent (own seeds, own output rows) and NumPy releases the GIL inside its
+    # array operations, so threads render them in parallel; the pixels do not depend on it.
+    starts = list(enumerate(range(0, n, _CHUNK)))
+    workers = min(_WORKERS, len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(lambda cs: render(*cs), starts):
+                pass  # re-raises a chunk's error here
+    else:
+        for c, lo in starts:
+            render(c, lo)
     masks = PackedMasks(bits)
     lung_px = masks["lungs"].sum(axis=(1, 2))
     extent = masks["lesions"].sum(axis=(1, 2)) / np.maximum(lung_px, 1)

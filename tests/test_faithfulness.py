@@ -202,6 +202,15 @@ def test_road_morf_falls_faster_than_lerf_and_is_seeded(case):
     assert not np.allclose(other.curve, morf.curve)  # other tie-breaks and noise
 
 
+def test_road_gives_the_same_curves_with_any_number_of_threads(case, monkeypatch):
+    model, x = case
+    curves = []
+    for workers in (1, 3):
+        monkeypatch.setattr(faithfulness, "_WORKERS", workers)
+        curves.append(faithfulness.road(model, x, faithfulness.random_maps(x), batch_size=4).curve)
+    np.testing.assert_array_equal(curves[0], curves[1])
+
+
 def test_summarise_puts_each_method_beside_random(case, curves):
     model, x = case
     road = faithfulness.road(model, x, _maps(REGION), fractions=(0.2, 0.5))

@@ -47,6 +47,22 @@ def test_same_seed_is_bit_identical_and_other_seed_differs():
     assert not np.array_equal(a.images, c.images)
 
 
+@pytest.mark.parametrize("site_strength", [0.0, 1.0])
+def test_threads_do_not_change_a_pixel(monkeypatch, site_strength):
+    """Chunks render in parallel threads; any number of them gives the same set, bit for bit."""
+    from course_utils import phantom
+
+    sets = []
+    for workers in (1, 3):
+        monkeypatch.setattr(phantom, "_WORKERS", workers)
+        sets.append(make_phantom_cxr(100, 64, seed=5, site_strength=site_strength))  # 4 chunks
+    a, b = sets
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert np.array_equal(a.masks.bits, b.masks.bits) and np.array_equal(a.border_px, b.border_px)
+    subset = phantom.rerender(a, np.array([1, 40, 99]))  # rows of three chunks, threads too
+    assert np.array_equal(subset.images, a.images[[1, 40, 99]])
+
+
 @pytest.mark.parametrize("size", [128, 224])
 def test_shapes_dtypes_and_ranges(size):
     n = 12

@@ -151,9 +151,18 @@ def test_lung_proxy_and_keep_only():
 def test_with_training_cap_is_stratified_and_leaves_the_test_set():
     d = data.load_course_cxr(image_size=64, n=400, source="phantom")
     c = data.with_training_cap(d, 100)
-    assert len(c.train_idx) == 100 and set(c.train_idx) <= set(d.train_idx)
-    assert np.array_equal(c.test_idx, d.test_idx) and c.fingerprint != d.fingerprint
+    assert len(c.train_idx) == 100 and c.fingerprint != d.fingerprint
     assert abs(c.labels[c.train_idx].mean() - d.labels[d.train_idx].mean()) < 0.02
+    # only the rows of the two splits are kept, renumbered: the same test images, in order
+    assert len(c.labels) == 100 + len(d.test_idx) and c.phantom_set is None
+    for part in ("test", "train"):
+        assert c.split(part)[0].base is not d.images  # copies of the kept rows only
+    np.testing.assert_array_equal(c.split("test")[0], d.split("test")[0])
+    np.testing.assert_array_equal(c.split("test")[1], d.split("test")[1])
+    train_images = c.split("train")[0]  # each one of d's training images
+    assert all((d.split("train")[0] == img).all(axis=(1, 2, 3)).any() for img in train_images[:5])
+    for region in ("lungs", "marker"):
+        np.testing.assert_array_equal(c.masks[region][c.test_idx], d.masks[region][d.test_idx])
     assert data.with_training_cap(d, 10_000) is d
 
 
