@@ -217,8 +217,8 @@ def method_rows(model, x, targets, model_name: str, methods: list[str], settings
             asserted, equal = False, "n/c"
             same = diff["mean_rel"] <= 1.5 * spread["mean_rel"]
             note = ("not comparable: SmoothGrad (as tf-keras-vis) draws the noise of a whole chunk at "
-                    "once, as one (samples, images, ...) array from NumPy's global generator seeded once per call, "
-                    "so a one-image call gets other draws and no seed reproduces the batch's; "
+                    "once, as one (samples, images, ...) array from NumPy's global generator seeded "
+                    "once per call, so a one-image call gets other draws and no seed reproduces the batch's; "
                     f"mean |Δ|/mean |map| = {diff['mean_rel']:.3f} vs {spread['mean_rel']:.3f} between "
                     f"two batched runs with seeds 0 and 1 ({'within' if same else 'NOT within'} the "
                     "stated tolerance, 1.5x that seed-to-seed spread); check row: smooth_noise=0")
