@@ -38,7 +38,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from . import _checks, stats
-from .saliency import predict_built
+from .saliency import predict_built, target_probability
 
 #: A baseline: "zero", "mean" (each image's channel means), "blur" (Gaussian, RISE's), a number,
 #: or an image (H, W, C) or one per image (n, H, W, C).
@@ -173,10 +173,7 @@ def _probability(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     if outputs.min() < -1e-6 or outputs.max() > 1 + 1e-6:
         raise ValueError("the model's outputs are not probabilities (values outside [0, 1]): "
                          "faithfulness curves need a sigmoid or softmax output layer")
-    if outputs.shape[1] == 1:
-        p = outputs[:, 0]
-        return np.where(targets == 1, p, 1 - p)
-    return np.take_along_axis(outputs, targets[:, None], axis=1)[:, 0]
+    return target_probability(outputs, targets)
 
 
 def _curves(model: keras.Model, starts: np.ndarray, ends: np.ndarray, ranks: np.ndarray,

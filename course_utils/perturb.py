@@ -38,7 +38,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm.auto import tqdm
 
 from . import _checks, models
-from .saliency import DenseLogits, logit_model
+from .saliency import DenseLogits, logit_model, per_model
 
 __all__ = [
     "AttackResult", "Imperceptibility", "SoftplusTwin",
@@ -201,15 +201,25 @@ def random_noise(model: keras.Model, x: np.ndarray, eps: float, *, kind: str = "
                    start, kind=kind, seed=seed)
 
 
-@tf.function(reduce_retracing=True)
-def _cross_entropy_gradient(logits: keras.Model, x: tf.Tensor, labels: tf.Tensor
-                            ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per-image cross-entropy (n,) and its gradient w.r.t. ``x``; traced once per model."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        loss = _cross_entropy(logits(x, training=False)[:, 0], labels)
-        total = tf.reduce_sum(loss)
-    return loss, tape.gradient(total, x)
+def _cross_entropy_gradient(logits: keras.Model) -> Callable:
+    """Compiled ``fn(x, labels) -> (loss (n,), d loss / dx)`` of the per-image cross-entropy.
+
+    Made once per model (cached with :func:`course_utils.saliency.per_model`, which holds the
+    model weakly); the graph reads the current weights when it runs.
+    """
+    ref = weakref.ref(logits)
+
+    def build() -> Callable:
+        @tf.function(reduce_retracing=True)
+        def loss_and_gradient(x: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = _cross_entropy(ref()(x, training=False)[:, 0], labels)
+                total = tf.reduce_sum(loss)
+            return loss, tape.gradient(total, x)
+        return loss_and_gradient
+
+    return per_model(logits, "cross_entropy_gradient", build)
 
 
 def _sign_ascent(logits: keras.Model, x: np.ndarray, labels: np.ndarray, x_start: np.ndarray,
@@ -220,10 +230,11 @@ def _sign_ascent(logits: keras.Model, x: np.ndarray, labels: np.ndarray, x_start
     """
     x_adv = np.empty_like(x)
     history = np.empty((steps, len(x)), np.float32)
+    gradient = _cross_entropy_gradient(logits)
     for sl in _checks.batches(len(x), batch_size):
         xb, yb, xa = tf.constant(x[sl]), tf.constant(labels[sl]), tf.constant(x_start[sl])
         for t in range(steps):
-            loss, g = _cross_entropy_gradient(logits, xa, yb)
+            loss, g = gradient(xa, yb)
             history[t, sl] = loss.numpy()
             xa = _project(xa + step_size * tf.sign(g), xb, eps)
         x_adv[sl] = xa.numpy()
@@ -397,21 +408,14 @@ def _map_mse(maps: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------- Dombrowski attacks
-#: Softplus twins used by the attacks, one per model (weights re-copied at every attack).
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _attack_twin(model: keras.Model) -> SoftplusTwin:
     """The cached softplus twin of ``model`` with its weights refreshed from ``model``.
 
     Caching keeps the traced attack step (keyed on the twin) across calls; refreshing the
     weights keeps the twin right if ``model`` was trained in between.
     """
-    twin = _TWINS.get(model)
-    if twin is None:
-        twin = _TWINS[model] = softplus_twin(model)
-    else:
-        twin.model.set_weights(_binary_logits(model).get_weights())
+    twin = per_model(model, "softplus_twin", lambda: softplus_twin(model))
+    twin.model.set_weights(_binary_logits(model).get_weights())
     return twin
 
 

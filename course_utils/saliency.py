@@ -90,7 +90,21 @@ class DenseLogits(keras.layers.Layer):
         return z + self.dense.bias if self.dense.use_bias else z
 
 
-_LOGIT_TWINS: weakref.WeakKeyDictionary[keras.Model, keras.Model] = weakref.WeakKeyDictionary()
+_PER_MODEL: weakref.WeakKeyDictionary[keras.Model, dict] = weakref.WeakKeyDictionary()
+
+
+def per_model(model: keras.Model, key: object, build: Callable[[], object]) -> object:
+    """``build()``'s result, made once per ``(model, key)`` and cached on ``model``.
+
+    The one cache of things derived from a model (its logit twin, compiled gradient graphs,
+    the guided-backprop clone). It holds the model weakly: when the model is gone, so is the
+    entry. What ``build`` returns must not hold a strong reference to ``model`` itself (use
+    ``weakref.ref(model)`` inside closures), or the model would never be freed.
+    """
+    cache = _PER_MODEL.setdefault(model, {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
 
 
 def logit_model(model: keras.Model) -> keras.Model:
@@ -100,9 +114,10 @@ def logit_model(model: keras.Model) -> keras.Model:
     re-created with a linear activation and the same kernel and bias. Models whose last
     layer is already linear are returned unchanged. The twin is cached on the model.
     """
-    cached = _LOGIT_TWINS.get(model)
-    if cached is not None:
-        return cached
+    return per_model(model, "logits", lambda: _logit_twin(model))
+
+
+def _logit_twin(model: keras.Model) -> keras.Model:
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
     if activation is None or activation is keras.activations.linear:
@@ -111,9 +126,7 @@ def logit_model(model: keras.Model) -> keras.Model:
         raise ValueError(f"cannot strip the output activation of a {type(last).__name__} layer; "
                          "end the model with a Dense layer or pass a model with linear outputs")
     outputs = DenseLogits(last, name=f"{last.name}_logits")(last.input)
-    result = keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
-    _LOGIT_TWINS[model] = result
-    return result
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
 
 
 def _scores(model: keras.Model, targets) -> tuple[object, np.ndarray]:
@@ -138,9 +151,6 @@ def _target_score(outputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     return tf.gather(outputs, targets, axis=1, batch_dims=1)
 
 
-_GRADIENT_FNS: weakref.WeakKeyDictionary[keras.Model, Callable] = weakref.WeakKeyDictionary()
-
-
 def _gradient_fn(model: keras.Model) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """``grad(x, targets)``: d(score)/dx of ``model`` as a compiled graph, cached on the model.
 
@@ -149,19 +159,18 @@ def _gradient_fn(model: keras.Model) -> Callable[[tf.Tensor, tf.Tensor], tf.Tens
     chest X-ray CNN, and the same numbers. The graph reads the model's variables when it runs, so
     changed weights (e.g. :func:`course_utils.sanity.randomised_layers`) are seen.
     """
-    fn = _GRADIENT_FNS.get(model)
-    if fn is None:
-        ref = weakref.ref(model)  # the cache must not keep the model alive
+    ref = weakref.ref(model)  # the cache must not keep the model alive
 
+    def build() -> Callable:
         @tf.function(reduce_retracing=True)
-        def fn(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        def gradient(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 score = _target_score(ref()(x, training=False), targets)
             return tape.gradient(score, x)
+        return gradient
 
-        _GRADIENT_FNS[model] = fn
-    return fn
+    return per_model(model, "gradient", build)
 
 
 def _gradients(model: keras.Model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -266,32 +275,33 @@ def _gradcam_plus_plus(logits: keras.Model, images: np.ndarray, targets: np.ndar
 #: Score-CAM's masked copies go through the model this many images at a time (as tf-keras-vis).
 SCORECAM_BATCH = 32
 
-_CAM_FNS: weakref.WeakKeyDictionary[keras.Model, dict] = weakref.WeakKeyDictionary()
-
-
-def _cam_fns(logits: keras.Model, layer: keras.layers.Layer) -> tuple[Callable, Callable]:
-    """Compiled ``activations(x)`` of ``layer`` and ``probability(x, targets)`` of the targets.
-
-    ``probability`` is the softmax probability of each image's target class; for a one-logit
-    model the softmax of ``[0, z]`` (``sigmoid(z)`` for target 1, ``sigmoid(-z)`` for 0) -- a
-    softmax over the single output would always be 1 and give every channel the same weight.
-    Cached per model and layer; the graphs read the current weights when they run.
-    """
-    per_model = _CAM_FNS.setdefault(logits, {})
-    if layer.name not in per_model:
+def _activations_fn(logits: keras.Model, layer: keras.layers.Layer) -> Callable:
+    """Compiled ``activations(x)`` of ``layer``, cached per model and layer (reads current weights)."""
+    def build() -> Callable:
         features = keras.Model(logits.inputs, layer.output)
-        ref = weakref.ref(logits)  # the cache must not keep the model alive
+        return tf.function(lambda x: features(x, training=False), reduce_retracing=True)
 
-        @tf.function(reduce_retracing=True)
-        def probability(x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-            z = ref()(x, training=False)
-            if z.shape[-1] == 1:
-                return tf.sigmoid(_target_score(z, targets))
-            return tf.gather(tf.nn.softmax(z), targets, axis=1, batch_dims=1)
+    return per_model(logits, ("activations", layer.name), build)
 
-        activations = tf.function(lambda x: features(x, training=False), reduce_retracing=True)
-        per_model[layer.name] = (activations, probability)
-    return per_model[layer.name]
+
+def target_probability(outputs: np.ndarray, targets: np.ndarray, *,
+                       from_logits: bool = False) -> np.ndarray:
+    """(b,) float32 probability of each row's target class, from model outputs (b, k).
+
+    ``from_logits=False``: ``outputs`` are probabilities (a softmax head; one sigmoid unit gives
+    p for target 1 and 1 - p for target 0). ``from_logits=True``: pre-activation scores, turned
+    into probabilities by a softmax over the k classes -- for one logit z, the two-class softmax
+    of ``[0, z]``: ``sigmoid(z)`` for target 1, ``sigmoid(-z)`` for 0 (a softmax over the single
+    output would always be 1).
+    """
+    z = tf.convert_to_tensor(outputs, tf.float32)
+    t = tf.convert_to_tensor(np.asarray(targets), tf.int32)
+    if z.shape[-1] == 1:
+        p = (tf.sigmoid(_target_score(z, t)) if from_logits
+             else tf.where(t == 1, z[:, 0], 1.0 - z[:, 0]))
+    else:
+        p = tf.gather(tf.nn.softmax(z) if from_logits else z, t, axis=1, batch_dims=1)
+    return p.numpy()
 
 
 def _linear_zoom(size_in: int, size_out: int) -> np.ndarray:
@@ -323,8 +333,7 @@ def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
     masked forward passes, not up to 64 x (all channels). For one image the two agree (tests).
     """
     conv = _cam_layer(logits, layer)
-    activations, probability = _cam_fns(logits, conv)
-    acts = activations(tf.convert_to_tensor(images, tf.float32))  # (b, h, w, K)
+    acts = _activations_fn(logits, conv)(tf.convert_to_tensor(images, tf.float32))  # (b,h,w,K)
     n_channels = acts.shape[-1]
     n = n_channels if score_max_n is None else min(
         _checks.positive_int(score_max_n, "score_max_n"), n_channels)
@@ -338,22 +347,31 @@ def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
     lo, hi = masks.min(axis=(1, 2), keepdims=True), masks.max(axis=(1, 2), keepdims=True)
     masks -= lo
     masks /= hi - lo + keras.config.epsilon()
-    weights = np.empty((len(images), n), np.float32)  # one masked forward per channel
-    for sl in _checks.batches(len(images), SCORECAM_BATCH):
-        t = tf.convert_to_tensor(targets[sl], tf.int32)
-        for j in range(n):
-            weights[sl, j] = probability(tf.convert_to_tensor(images[sl] * masks[sl, ..., j:j + 1]),
-                                         t).numpy()
+
+    def masked(idx: np.ndarray) -> np.ndarray:  # copy (i, j): image i times its channel-j mask
+        image, channel = np.divmod(idx, n)
+        return images[image] * masks[image, :, :, channel][..., None]
+
+    scores = predict_built(logits, len(images) * n, masked, SCORECAM_BATCH)
+    weights = target_probability(scores, np.repeat(targets, n), from_logits=True).reshape(-1, n)
     cam = np.maximum(np.einsum("bhwn,bn->bhw", acts, weights), 0)
     return np.einsum("oh,bhw,pw->bop", zy, cam, zx, optimize=True)
 
 
 def _guided_clone(model: keras.Model) -> keras.Model:
-    """A clone of ``model`` (current weights) with tf-keras-vis' guided-backprop ReLUs."""
+    """A clone of ``model`` with tf-keras-vis' guided-backprop ReLUs and its current weights.
+
+    The clone (and its compiled gradient graph) is made once per model and cached; each call
+    copies the model's weights into it, so changed weights (the sanity checks' cascade) are seen.
+    """
     from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation
 
-    return Saliency(model, model_modifier=GuidedBackpropagation(), clone=True).model
+    guided = per_model(model, "guided", lambda: Saliency(
+        model, model_modifier=GuidedBackpropagation(), clone=True).model)
+    for mine, theirs in zip(guided.weights, model.weights, strict=True):
+        mine.assign(theirs)
+    return guided
 
 
 def _guided_backprop(guided: keras.Model, images: np.ndarray, targets: np.ndarray) -> np.ndarray:

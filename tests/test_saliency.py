@@ -7,6 +7,7 @@ import pytest
 from helpers import linear_model
 
 from course_utils import metrics, saliency
+from course_utils.models import build_cxr_cnn
 
 H = W = 8
 
@@ -174,6 +175,28 @@ def test_compiled_gradients_see_changed_weights(relu_cnn):
         model.set_weights(weights)
     assert not np.allclose(before, after)
     np.testing.assert_allclose(saliency.compute(model, x, "vanilla", 1).raw, before, rtol=1e-6)
+
+
+def test_per_model_cache_reuses_its_graphs_and_does_not_keep_models_alive(relu_cnn):
+    import gc
+    import weakref
+
+    model, x = relu_cnn
+    saliency.compute(model, x, "guided_backprop", 1)
+    clone = saliency._PER_MODEL[model]["guided"]
+    again = saliency.compute(model, x, "guided_backprop", 1).raw
+    assert saliency._PER_MODEL[model]["guided"] is clone  # no new clone (nor a new trace)
+    fresh = build_cxr_cnn(x.shape[1], seed=1, width=4)
+    fresh.set_weights(model.get_weights())
+    np.testing.assert_allclose(saliency.compute(fresh, x, "guided_backprop", 1).raw, again,
+                               rtol=1e-5, atol=1e-7)
+    for method in ("vanilla", "scorecam", "guided_backprop"):
+        saliency.compute(fresh, x, method, 1)
+    gone = [weakref.ref(m) for m in (fresh, saliency.logit_model(fresh), fresh.layers[0])]
+    del fresh
+    for _ in range(4):  # each pass frees one more link of the cache's chain of weak entries
+        gc.collect()
+    assert [ref() for ref in gone] == [None] * 3  # nothing cached keeps a model or its weights
 
 
 def test_smoothgrad_is_seeded_and_leaves_the_global_generators_alone(relu_cnn, monkeypatch):
