@@ -74,6 +74,9 @@ def import_tensorflow_quietly() -> None:
 def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]:
     """Standard first cell: quiet logs, seed everything, set the plot style, report the setup.
 
+    In a notebook it also has freed memory returned to the system after every cell
+    (:func:`course_utils.environment.trim_memory_after_cells`).
+
     Returns the facts printed (a dict) so notebooks can assert on them.
     """
     import logging
@@ -90,6 +93,7 @@ def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]
     keras.utils.disable_interactive_logging()  # no progress bars from predict()/fit() in cells
     config.set_seed(config.SEED if seed is None else seed)
     plots.use_style()
+    environment.trim_memory_after_cells()  # a kernel's memory = what it holds, not its past peaks
     info = environment.summary(check_network=False)
     if verbose:
         print(environment.format_summary(info))

@@ -170,8 +170,11 @@ def apply_lung_mask(images: np.ndarray, lungs: np.ndarray, dilate_px: int = 3) -
     ``images``: (n, H, W, 1) in [0, 1]; ``lungs``: (n, H, W) bool. An image whose lung mask is
     empty (no mask available) is returned unchanged rather than blanked.
     """
-    keep = dilate(lungs, dilate_px) | ~lungs.any(axis=(1, 2))[:, None, None]
-    return np.where(keep[..., None], images, np.float32(0)).astype(np.float32, copy=False)
+    out = np.empty(np.shape(images), np.float32)
+    for sl in _checks.batches(len(out), 512):  # in chunks: no full-size temporary masks
+        keep = dilate(lungs[sl], dilate_px) | ~lungs[sl].any(axis=(1, 2))[:, None, None]
+        out[sl] = np.where(keep[..., None], images[sl], np.float32(0))
+    return out
 
 
 def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:

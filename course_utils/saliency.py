@@ -32,6 +32,7 @@ Pitfalls handled here, so learners meet them as lessons rather than bugs:
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 import weakref
@@ -60,17 +61,25 @@ class SaliencyResult:
             guided backprop, signed relevance for gradient x input and IG, ReLU'd class
             activation for the CAMs, signed logit drop for occlusion, signed Owen values in
             logit units for SHAP).
-        normalised: (n, H, W) float32 in [0, 1], per-image min-max of ``raw`` (of ``|raw|`` for
-            the signed methods).
         seconds: wall time of the call.
         settings: the method's settings used, and the targets.
+        signed: ``raw`` has both signs (:attr:`normalised` then shows ``|raw|``).
     """
 
     method: str
     raw: np.ndarray
-    normalised: np.ndarray
     seconds: float
     settings: dict = field(default_factory=dict)
+    signed: bool = False
+
+    @functools.cached_property
+    def normalised(self) -> np.ndarray:
+        """(n, H, W) float32 in [0, 1]: per-image min-max of ``raw`` (of ``|raw|`` if signed).
+
+        Made on first use and then kept: results used only for their numbers (e.g. the maps of
+        a whole test split, which the metrics take raw) do not pay for a second copy.
+        """
+        return metrics.minmax(np.abs(self.raw) if self.signed else self.raw, np.float32)
 
 
 def smooth(maps: np.ndarray, sigma: float = 2.0) -> np.ndarray:
@@ -640,9 +649,9 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
             np.random.set_state(saved_rng)
     seconds = time.perf_counter() - start
     raw = np.concatenate(chunks)
-    shown = metrics.minmax(np.abs(raw) if entry.signed else raw, np.float32)
     used = {k: v for k, v in full.items() if k not in entry.per_image}
-    return SaliencyResult(method, raw, shown, seconds, {"targets": target_arr.tolist(), **used})
+    return SaliencyResult(method, raw, seconds, {"targets": target_arr.tolist(), **used},
+                          signed=entry.signed)
 
 
 @dataclass(frozen=True, eq=False)
