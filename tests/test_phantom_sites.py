@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,13 +25,13 @@ from course_utils.phantom import (
     rerender,
 )
 
-# The phantom as it was before sites existed (main at 0dceac3), make_phantom_cxr(20, 128, seed=3):
-# recorded with numpy 2.4.6 / scipy 1.17.1 on x86_64. Float rounding of exp/pow/matmul may
-# differ on another NumPy or CPU, so the exact hashes are checked only there; the summary
-# below (per-image means, mask areas) is checked everywhere.
-_OLD_IMAGES_SHA = "024c825c42a67de0f307dbbcca12312c50f9a377461a634716c3de2b3d6b7df5"
-_OLD_MASKS_SHA = "f5b4a7de2d4ff748ee90dfc7f363fa118f0b1092fe89fde94662eb6e399e5cca"
-_OLD_PLATFORM = ("2.4.6", "1.17.1", "x86_64")
+# The phantom as it was before sites existed (main at 0dceac3), make_phantom_cxr(20, 128, seed=3).
+# Its exact bytes depend on the CPU's SIMD kernels for exp/pow/matmul (a CI machine with the same
+# numpy/scipy gave a different SHA-256), so the fingerprint is a tolerance check that holds on any
+# machine: 8,192 seeded pixels (to 1e-5) and 8,192 seeded mask positions per structure (a boundary
+# pixel may flip), recorded on x86_64 with numpy 2.4.6 / scipy 1.17.1 from the bytes whose SHA-256
+# was 024c825c...7df5 (images) and f5b4a7de...5cca (masks).
+_OLD_FINGERPRINT = Path(__file__).parent / "data" / "phantom_seed3_before_sites.npz"
 _OLD_LABELS = [0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0]
 _OLD_MEANS = [0.388401, 0.444521, 0.36381, 0.520484, 0.325539, 0.574396, 0.445322, 0.45814,
               0.496002, 0.457594, 0.412209, 0.465524, 0.512388, 0.344165, 0.507601, 0.50403,
@@ -44,6 +43,20 @@ _OLD_REPR = ("PhantomParams(n=20, image_size=128, seed=3, covid_fraction=0.26187
              "subtle_fraction=0.35, benign_blob_rate=0.35, marker_rate_normal=0.8, "
              "marker_rate_covid=0.1, abdomen_gain_delta=0.1, heart_scale=1.0, render_marker=True, "
              "render_lesions=True, abdomen_gain_override=None)")
+
+def assert_is_the_phantom_from_before(ps: PhantomSet) -> None:
+    """``ps`` (20 images, 128 px, seed 3) matches the recorded pre-sites phantom on any CPU."""
+    assert ps.labels.tolist() == _OLD_LABELS
+    np.testing.assert_allclose(ps.images.mean(axis=(1, 2, 3)), _OLD_MEANS, atol=2e-6)
+    for key, pixels in _OLD_MASK_PIXELS.items():
+        assert abs(int(ps.masks[key].sum()) - pixels) <= 20, key
+    with np.load(_OLD_FINGERPRINT) as old:
+        np.testing.assert_allclose(ps.images.reshape(-1)[old["pixel_index"]], old["pixels"],
+                                   atol=1e-5, rtol=0)
+        for key in MASK_KEYS:
+            flips = int((ps.masks[key].reshape(-1)[old["mask_index"]] != old[f"mask_{key}"]).sum())
+            assert flips <= 4, f"{key}: {flips} of {old['mask_index'].size} sampled mask pixels differ"
+
 
 N_SITES = 900  # enough for per-site prevalences and a detector; ~2-4 s to generate at 128 px
 
@@ -72,14 +85,8 @@ def _detector_auc(images: np.ndarray, target: np.ndarray) -> float:
 # --------------------------------------------------------------------------- strength 0 = before
 def test_strength_zero_reproduces_the_phantom_from_before_sites():
     ps = make_phantom_cxr(20, 128, seed=3)
-    assert ps.labels.tolist() == _OLD_LABELS
-    np.testing.assert_allclose(ps.images.mean(axis=(1, 2, 3)), _OLD_MEANS, atol=2e-6)
-    for key, pixels in _OLD_MASK_PIXELS.items():
-        assert abs(int(ps.masks[key].sum()) - pixels) <= 20, key
+    assert_is_the_phantom_from_before(ps)
     assert (ps.site == 0).all() and (ps.border_px == 0).all()
-    if (np.__version__, __import__("scipy").__version__, platform.machine()) == _OLD_PLATFORM:
-        assert hashlib.sha256(ps.images.tobytes()).hexdigest() == _OLD_IMAGES_SHA
-        assert hashlib.sha256(ps.masks.bits.tobytes()).hexdigest() == _OLD_MASKS_SHA
 
 
 def test_site_knobs_change_nothing_at_strength_zero():
