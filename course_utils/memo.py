@@ -1,4 +1,5 @@
-"""Expensive results computed once and kept in the data folder (e.g. the attacks of notebook 05).
+"""Expensive results computed once and kept in the data folder (notebook 05's attacks, 03's
+perturbation maps and faithfulness curves).
 
 ``memo.cached(perturb.prediction_attack, model, x, eps=0.015, steps=60)`` calls the function the
 first time and saves its result (a dataclass of arrays and plain values) under
@@ -9,12 +10,14 @@ and a notebook that would spend minutes on an attack loads it in a second.
 
 What makes a result "the same":
 
-* the function and its keyword arguments (any change computes anew);
+* the function and its other arguments (any change computes anew; integer arrays such as class
+  indices must match exactly, float arrays such as saliency maps as the images do);
 * the model's weights (a digest of their bytes: a staged or copied model matches, a model
   trained again on another laptop does not);
-* the images: their shape names the file, and a seeded sample of their pixels must agree to
-  ``1e-4``. Images are compared with a tolerance, not hashed, because the phantom's last float
-  bits differ between CPUs (the same seed gives the same images to 1e-7, not the same bytes);
+* the images (and any float array argument): their shape is part of the key, and a sample of
+  their values must agree to ``1e-4`` of the array's largest value (relative ``1e-4``). They are
+  compared with a tolerance, not hashed, because float results' last bits differ between CPUs
+  (the phantom gives the same images to 1e-7 on every CPU, not the same bytes);
 * the course's code and the TensorFlow/Keras versions that computed it.
 
 Files are written under a temporary name and renamed, so a crash or a second learner writing
@@ -42,12 +45,15 @@ from . import config
 
 #: Sub-folder of the data folder that holds cached results.
 RESULTS_DIR = "results"
-#: Pixels of the input images kept with a result to check the images on load.
+#: Values of each float array argument (the images, maps) kept with a result to check it on load.
 N_CHECK_PIXELS = 4096
-#: Largest absolute difference (intensity units) of those pixels that still counts as the same images.
+#: Tolerance of that check, relative to the array's largest magnitude (and to each value).
 CHECK_ATOL = 1e-4
 
 T = TypeVar("T")
+
+#: Functions whose loaded results this process has already reported (one note each).
+_told_loaded: set[str] = set()
 
 
 @functools.cache
@@ -88,19 +94,40 @@ def _jsonable(value: Any) -> Any:
                     "strings, lists and dicts can be)")
 
 
-def _tuples(value: Any) -> Any:
-    """JSON lists back to tuples (the results' settings use tuples, JSON has only lists)."""
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
+def _storable(value: Any) -> Any:
+    """A result's non-array field as JSON (arrays inside, e.g. targets in settings, kept whole)."""
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": str(value.dtype)}
     if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
+        return {str(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return _jsonable(value)
+
+
+def _restored(value: Any) -> Any:
+    """Inverse of :func:`_storable`; JSON lists come back as tuples (settings use tuples)."""
+    if isinstance(value, dict):
+        if "__ndarray__" in value:
+            return np.asarray(value["__ndarray__"], dtype=value["dtype"])
+        return {k: _restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_restored(v) for v in value)
     return value
 
 
 def _check_sample(x: np.ndarray) -> np.ndarray:
-    """(N_CHECK_PIXELS,) float32 pixels of ``x`` at evenly spaced flat positions."""
+    """(N_CHECK_PIXELS,) values of ``x`` at evenly spaced flat positions."""
     flat = x.reshape(-1)
     return flat[np.linspace(0, flat.size - 1, min(N_CHECK_PIXELS, flat.size)).astype(np.int64)]
+
+
+def _same(saved: np.ndarray, now: np.ndarray) -> bool:
+    """Two samples agree to CHECK_ATOL of the saved one's largest magnitude (and relatively)."""
+    if saved.shape != now.shape:
+        return False
+    scale = float(np.abs(saved).max()) if saved.size else 0.0
+    return bool(np.allclose(saved, now, rtol=CHECK_ATOL, atol=CHECK_ATOL * scale, equal_nan=True))
 
 
 def _stack() -> dict[str, str]:
@@ -116,20 +143,58 @@ def _stack() -> dict[str, str]:
     return out
 
 
-def result_key(fn: Callable, model: Any, x: np.ndarray, kwargs: dict) -> dict:
-    """What identifies a result of ``fn(model, x, **kwargs)``, as JSON-ready data."""
-    return {"function": f"{fn.__module__}.{fn.__qualname__}", "kwargs": _jsonable(kwargs),
-            "model": model_digest(model), "x_shape": list(x.shape), "code": code_digest(),
-            "stack": _stack()}
+def _describe(value: Any, name: str, checks: dict[str, np.ndarray]) -> Any:
+    """Key form of one argument; a float array goes into ``checks`` (compared on load)."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        checks[name] = _check_sample(value)
+        return {"float array": list(value.shape), "dtype": str(value.dtype)}
+    return _jsonable(value)
 
 
-def result_path(key: dict, folder: Path) -> Path:
-    """File of the result with ``key`` in ``folder``: ``<function>_<digest of key>.npz``."""
+def result_key(fn: Callable, model: Any, x: np.ndarray, args: tuple = (), kwargs: dict | None = None
+               ) -> tuple[dict, dict[str, np.ndarray]]:
+    """What identifies ``fn(model, x, *args, **kwargs)``: a JSON-ready key (names the file) and
+    samples of the float arrays (checked with a tolerance on load).
+    """
+    checks: dict[str, np.ndarray] = {}
+    key = {"function": f"{fn.__module__}.{fn.__qualname__}", "model": model_digest(model),
+           "x": _describe(x, "x", checks),
+           "args": [_describe(a, f"arg{i}", checks) for i, a in enumerate(args)],
+           "kwargs": {k: _describe(v, f"kw.{k}", checks) for k, v in (kwargs or {}).items()},
+           "code": code_digest(), "stack": _stack()}
+    return key, checks
+
+
+def _stem(key: dict) -> str:
+    """``<function>_<digest of key>``: the start of every file name for ``key``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return folder / f"{key['function'].rsplit('.', 1)[-1]}_{digest}.npz"
+    return f"{key['function'].rsplit('.', 1)[-1]}_{digest}"
 
 
-def _save(result: Any, key: dict, x: np.ndarray, path: Path) -> None:
+def result_path(key: dict, checks: dict[str, np.ndarray], folder: Path) -> Path:
+    """File of a new result in ``folder``: ``<function>_<digest of key>_<digest of inputs>.npz``.
+
+    Several results can share a key (e.g. one faithfulness test of five maps of one shape):
+    the exact bytes of the sampled float inputs tell their files apart. Lookup does not use
+    that digest (another CPU's rounding changes it); it checks every file of the key.
+    """
+    h = hashlib.sha256()
+    for name in sorted(checks):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(checks[name]).tobytes())
+    return folder / f"{_stem(key)}_{h.hexdigest()[:8]}.npz"
+
+
+def _candidates(key: dict, folder: Path) -> list[Path]:
+    """Files in ``folder`` that may hold a result for ``key``, newest first."""
+    try:
+        found = list(folder.glob(f"{_stem(key)}_*.npz"))
+        return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    except OSError:  # a folder that vanished or cannot be listed: nothing cached there
+        return []
+
+
+def _save(result: Any, key: dict, checks: dict[str, np.ndarray], path: Path) -> None:
     """Write ``result`` (a dataclass) to ``path`` atomically: a unique temporary name, then rename."""
     arrays, plain = {}, {}
     for f in dataclasses.fields(result):
@@ -137,58 +202,60 @@ def _save(result: Any, key: dict, x: np.ndarray, path: Path) -> None:
         if isinstance(value, np.ndarray):
             arrays[f"field:{f.name}"] = value
         else:
-            plain[f.name] = _jsonable(value)
+            plain[f.name] = _storable(value)
     cls = type(result)
     meta = {"key": key, "class": f"{cls.__module__}.{cls.__qualname__}", "fields": plain,
             "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.partial.npz")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), x_check=_check_sample(x), **arrays)
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays,
+                     **{f"check:{name}": v for name, v in checks.items()})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _load(path: Path, key: dict, x: np.ndarray) -> tuple[Any, dict] | None:
-    """The result in ``path`` and its metadata if it was saved under ``key`` for images like ``x``."""
+def _load(path: Path, key: dict, checks: dict[str, np.ndarray]) -> tuple[Any, dict] | None:
+    """The result in ``path`` and its metadata if it was saved under ``key`` for arrays that
+    agree with ``checks``; None if not.
+    """
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        if meta["key"] != key:
+        if meta["key"] != key or {n for n in z.files if n.startswith("check:")} != {
+                f"check:{name}" for name in checks}:
             return None
-        check = z["x_check"]
-        sample = _check_sample(x)
-        if check.shape != sample.shape or not np.allclose(check, sample, atol=CHECK_ATOL, rtol=0):
+        if not all(_same(z[f"check:{name}"], sample) for name, sample in checks.items()):
             return None
         arrays = {name.split(":", 1)[1]: z[name] for name in z.files if name.startswith("field:")}
     module, _, qualname = meta["class"].rpartition(".")
     if not module.startswith(__name__.rsplit(".", 1)[0] + "."):
         raise ValueError(f"{meta['class']} is not a course_utils result")
     cls = getattr(importlib.import_module(module), qualname)
-    return cls(**arrays, **{k: _tuples(v) for k, v in meta["fields"].items()}), meta
+    return cls(**arrays, **{k: _restored(v) for k, v in meta["fields"].items()}), meta
 
 
-def cached(fn: Callable[..., T], model: Any, x: np.ndarray, /, **kwargs: Any) -> T:
-    """``fn(model, x, **kwargs)``, loaded from the data folder when it was computed before.
+def cached(fn: Callable[..., T], model: Any, x: np.ndarray, /, *args: Any, **kwargs: Any) -> T:
+    """``fn(model, x, *args, **kwargs)``, loaded from the data folder when it was computed before.
 
     Args:
         fn: a course function of a Keras model and images returning a dataclass whose fields
-            are arrays and plain values (e.g. :func:`course_utils.perturb.prediction_attack`).
+            are arrays and plain values (e.g. :func:`course_utils.perturb.prediction_attack`,
+            :func:`course_utils.saliency.compute`, :func:`course_utils.faithfulness.road`).
         model: the Keras model (identified by its weights).
         x: (n, H, W, C) images (identified by their shape and a sample of pixels).
-        **kwargs: the function's keyword arguments (part of the key).
+        *args: the function's other positional arguments (part of the key; float arrays
+            such as maps are checked like the images).
+        **kwargs: its keyword arguments (likewise).
 
     Returns:
         The result; when loaded, a line says from where and how long computing it took.
     """
     x = np.asarray(x)
-    key = result_key(fn, model, x, kwargs)
-    for folder in config.read_dirs(RESULTS_DIR):
-        path = result_path(key, folder)
-        if not path.exists():
-            continue
+    key, checks = result_key(fn, model, x, args, kwargs)
+    for path in (p for folder in config.read_dirs(RESULTS_DIR) for p in _candidates(key, folder)):
         try:
-            loaded = _load(path, key, x)
+            loaded = _load(path, key, checks)
         except Exception as e:  # noqa: BLE001 - a damaged file of any kind is computed again
             print(f"note: the cached result {path} could not be read ({type(e).__name__}: "
                   f"{str(e)[:120]}); computing it again.", flush=True)
@@ -196,16 +263,19 @@ def cached(fn: Callable[..., T], model: Any, x: np.ndarray, /, **kwargs: Any) ->
         if loaded is None:
             continue
         result, meta = loaded
-        seconds = getattr(result, "seconds", None)
-        took = f" in {seconds:.0f} s" if isinstance(seconds, float) else ""
-        print(f"{fn.__name__}: loaded the result computed{took} on {meta['saved'][:16]} UTC from "
-              f"{path} (same model weights, images and settings; delete the file to recompute).",
-              flush=True)
+        if fn.__name__ not in _told_loaded:  # one line per function, not one per result
+            _told_loaded.add(fn.__name__)
+            seconds = getattr(result, "seconds", None)
+            took = f" in {seconds:.0f} s" if isinstance(seconds, float) else ""
+            print(f"{fn.__name__}: loaded the result computed{took} on {meta['saved'][:16]} UTC "
+                  f"from {path} (same model weights, inputs and settings; delete the file to "
+                  "recompute). Further cached results of this function load without a note.",
+                  flush=True)
         return result
-    result = fn(model, x, **kwargs)
+    result = fn(model, x, *args, **kwargs)
     folder = config.writable_dir(RESULTS_DIR)
     try:
-        _save(result, key, x, result_path(key, folder))
+        _save(result, key, checks, result_path(key, checks, folder))
     except OSError as e:
         print(f"note: the result could not be cached in {folder} ({e.strerror or e}); it is used "
               "now and computed again next time.", flush=True)

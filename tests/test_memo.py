@@ -12,6 +12,12 @@ def model():
     return models.build_cxr_cnn(32, seed=1, width=4)
 
 
+@pytest.fixture(autouse=True)
+def fresh_notes(monkeypatch):
+    """Every test sees the one-per-function "loaded" note again."""
+    monkeypatch.setattr(memo, "_told_loaded", set())
+
+
 @pytest.fixture(scope="module")
 def images():
     return np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
@@ -134,3 +140,41 @@ def test_a_foreign_class_name_in_a_file_is_refused(model, images, capsys):
 def test_keys_refuse_objects_they_cannot_name(model, images):
     with pytest.raises(TypeError, match="cache key"):
         memo.cached(Counting(), model, images, eps=object())
+
+
+def test_maps_and_faithfulness_round_trip_with_positional_arguments(model, images, capsys):
+    from course_utils import faithfulness, saliency
+
+    targets = np.array([0, 0, 0, 0])
+    occ = memo.cached(saliency.compute, model, images, "occlusion", targets)
+    again = memo.cached(saliency.compute, model, images, "occlusion", targets)
+    assert "loaded the result" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.raw, occ.raw)
+    assert (again.method, again.signed) == (occ.method, occ.signed)
+    assert occ.settings.keys() == again.settings.keys()
+    np.testing.assert_array_equal(again.normalised, occ.normalised)
+
+    maps = occ.raw
+    road = memo.cached(faithfulness.road, model, images, maps, targets, fractions=(0.2, 0.6), seed=0)
+    files = lambda: sorted((config.data_dir() / memo.RESULTS_DIR).glob("road_*.npz"))  # noqa: E731
+    assert len(files()) == 1
+    same = memo.cached(faithfulness.road, model, images, maps * np.float32(1 + 1e-7), targets,
+                       fractions=(0.2, 0.6), seed=0)  # float rounding of a map: the same map
+    np.testing.assert_array_equal(same.auc, road.auc)
+    assert isinstance(same.settings, dict) and len(files()) == 1
+    assert "road: loaded" in capsys.readouterr().out
+    stamps = lambda: {p.name: p.stat().st_mtime_ns for p in files()}  # noqa: E731
+    other = memo.cached(faithfulness.road, model, images, maps[:, ::-1].copy(), targets,
+                        fractions=(0.2, 0.6), seed=0)  # another map of the same shape: computed
+    assert len(files()) == 2 and other.auc.shape == road.auc.shape
+    before = stamps()
+    first = memo.cached(faithfulness.road, model, images, maps, targets, fractions=(0.2, 0.6), seed=0)
+    again = memo.cached(faithfulness.road, model, images, maps[:, ::-1].copy(), targets,
+                        fractions=(0.2, 0.6), seed=0)
+    assert stamps() == before  # both results kept side by side, both loaded (nothing rewritten)
+    np.testing.assert_array_equal(first.auc, road.auc)
+    np.testing.assert_array_equal(again.auc, other.auc)
+    assert capsys.readouterr().out == ""  # one note per function, and it came already
+    memo.cached(faithfulness.road, model, images, maps, np.array([0, 0, 0, 1]),
+                fractions=(0.2, 0.6), seed=0)  # other targets: computed, another file
+    assert len(files()) == 3
