@@ -3,7 +3,9 @@
 ``python -m course_utils stage`` (or ``make stage``) runs notebooks 02-06 and their solution
 notebooks once, headless, with the data folder as their cache: every model they train is saved
 there under the same cache key a learner's notebook will ask for, because it is the notebooks'
-own code that trains them. The executed notebooks are kept in ``<data>/staged/`` as reference
+own code that trains them. The slowest computed results (notebook 05's attacks, 03's
+perturbation maps and faithfulness curves; :mod:`course_utils.memo`) land in ``<data>/results/``
+the same way. The executed notebooks are kept in ``<data>/staged/`` as reference
 outputs (what a correct run prints). A manifest (``<data>/staged/manifest.json``) records the
 mode, the software stack and a checksum of every model; ``stage --check`` and ``doctor`` verify
 the folder against it.
