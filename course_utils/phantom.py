@@ -577,15 +577,27 @@ def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray,
             "spine": spine, "vert": vert, "ribs": ribs, "clav": clav, "t": t, "a": a}
 
 
+def _chunk_draws(chunk_seed: int, B: int, S: int) -> dict[str, np.ndarray]:
+    """A chunk's own random numbers, drawn for all its ``B`` images in a fixed order: texture
+    crops ``tex_idx`` (2, B) and ``offs`` (4, B), and quantum ``noise`` (B, S, S) float32.
+
+    Drawn for the whole chunk even when only some of its rows are rendered, so a row's pixels
+    never depend on which other rows are rendered with it.
+    """
+    rng = np.random.default_rng(chunk_seed)
+    tex_idx = rng.integers(0, _TEX_BANK, (2, B))
+    offs = rng.integers(0, S, (4, B))
+    return {"tex_idx": tex_idx, "offs": offs, "noise": rng.standard_normal((B, S, S), dtype=_f32)}
+
+
 def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.ndarray],
-             rng: np.random.Generator, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+             draws: dict[str, np.ndarray], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Density ("attenuation") image (B, S, S) float32, roughly in [0, 1], and the COVID
-    opacity density (zero outside the lesion mask).
+    opacity density (zero outside the lesion mask). ``draws``: :func:`_chunk_draws` of these rows.
     """
     B, S = dc["theta"].shape[0], grid.size
     col = lambda key: _col(dc, key)  # noqa: E731
-    fine_idx, coarse_idx = rng.integers(0, _TEX_BANK, (2, B))
-    offs = rng.integers(0, S, (4, B))
+    (fine_idx, coarse_idx), offs = draws["tex_idx"], draws["offs"]
     fine = _crop(tex[0], fine_idx, offs[0], offs[1], S)
     coarse = _crop(tex[1], coarse_idx, offs[2], offs[3], S)
     lungs = an["lungs"]
@@ -611,11 +623,12 @@ def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.nda
     return D, les
 
 
-def _expose(dc: dict, D: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Pointwise exposure mapping (gamma, contrast, offset) plus quantum noise -> [0, 1]."""
+def _expose(dc: dict, D: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Pointwise exposure mapping (gamma, contrast, offset) plus quantum ``noise`` (B, S, S,
+    standard normal) -> [0, 1]."""
     img = np.clip(D, 0.0, 1.0) ** _col(dc, "gamma")
     img = (img - 0.5) * _col(dc, "contrast") + 0.5 + _col(dc, "exposure")
-    img += rng.standard_normal(img.shape, dtype=_f32) * _col(dc, "noise_sd")
+    img += noise * _col(dc, "noise_sd")
     return np.clip(img, 0.0, 1.0, out=img)
 
 
@@ -679,21 +692,27 @@ def _site_process(p: PhantomParams, dc: dict, img: np.ndarray,
 
 def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.ndarray, np.ndarray],
                   banks: tuple[np.ndarray, np.ndarray] | None = None,
+                  rows: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Render B images: returns (B, S, S) float32 in [0, 1], the region masks and the site
-    frames' widths (B, 4) in pixels.
+    """Render the B images of a chunk (or only its ``rows``, giving the same pixels): returns
+    (B, S, S) float32 in [0, 1] (B = len(rows)), the region masks and the site frames' widths
+    (B, 4) in pixels.
 
     Without sites only pointwise operations follow the compositing, so switching a component off
     changes no pixel outside that component's mask. With sites, the sharpness filter spreads a
     change by up to ``2 * S / 128`` pixels (rounded up) beyond the mask.
     """
     S = p.image_size
-    rng = np.random.default_rng(chunk_seed)
+    draws = _chunk_draws(chunk_seed, dc["theta"].shape[0], S)
+    if rows is not None:  # every row's own values and draws: a row is rendered on its own
+        dc = {key: value[rows] for key, value in dc.items()}
+        draws = {"tex_idx": draws["tex_idx"][:, rows], "offs": draws["offs"][:, rows],
+                 "noise": draws["noise"][rows]}
     grid = (np.arange(S, dtype=_f32) + 0.5) / (S / 2) - 1.0
     u, v, k = _coords(dc, S)
     an = _anatomy(dc, u, v, k, float(p.spine_curve))
-    D, les = _density(p, dc, an, tex, rng, grid)
-    img = _expose(dc, D, rng)
+    D, les = _density(p, dc, an, tex, draws, grid)
+    img = _expose(dc, D, draws["noise"])
     border = np.zeros((img.shape[0], 4), np.int64)
     if banks is not None:  # acquisition site: global processing of the film (not of the marker)
         img, border = _site_process(p, dc, img, banks)
@@ -871,13 +890,16 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
         if not wanted.any():
             return  # chunks have their own seeds: skipping one changes nothing else
         dc = {k: v[lo:hi] for k, v in per_image.items()}
-        img, mk, frame = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks)
         rows = keep[wanted] - lo
-        images[wanted, :, :, 0] = img[rows]
-        border[wanted] = frame[rows]
+        # a random test split has a few rows in every chunk: render those rows only
+        whole = len(rows) == hi - lo and bool((rows == np.arange(hi - lo)).all())
+        img, mk, frame = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks,
+                                       None if whole else rows)
+        images[wanted, :, :, 0] = img
+        border[wanted] = frame
         packed = np.zeros((len(rows), S, S), np.uint8)
         for k, key in enumerate(MASK_KEYS):
-            packed |= mk[key][rows].astype(np.uint8) << np.uint8(k)
+            packed |= mk[key].astype(np.uint8) << np.uint8(k)
         bits[wanted] = packed
 
     # Chunks are independent (own seeds, own output rows) and NumPy releases the GIL inside its
