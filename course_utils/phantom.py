@@ -625,7 +625,8 @@ def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.nda
 
 def _expose(dc: dict, D: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Pointwise exposure mapping (gamma, contrast, offset) plus quantum ``noise`` (B, S, S,
-    standard normal) -> [0, 1]."""
+    standard normal) -> [0, 1].
+    """
     img = np.clip(D, 0.0, 1.0) ** _col(dc, "gamma")
     img = (img - 0.5) * _col(dc, "contrast") + 0.5 + _col(dc, "exposure")
     img += noise * _col(dc, "noise_sd")
