@@ -46,7 +46,7 @@ import tensorflow as tf
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from . import _checks, metrics
+from . import _checks, memo, metrics
 
 warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
 
@@ -660,7 +660,9 @@ class Explainer:
 
     Made by :func:`explainer`. Calling it returns the raw (n, H, W) maps of :func:`compute`;
     :meth:`explain` returns the whole :class:`SaliencyResult`. The model is used as it is at
-    call time (e.g. inside :func:`course_utils.sanity.randomised_layers`).
+    call time (e.g. inside :func:`course_utils.sanity.randomised_layers`). With ``cache`` the
+    maps go through :func:`course_utils.memo.cached`: computed once per model weights, images,
+    targets and settings, then loaded from the data folder's ``results/``.
     """
 
     model: keras.Model
@@ -668,6 +670,7 @@ class Explainer:
     settings: Mapping[str, object]
     batch_size: int = 64
     seed: int | None = 0
+    cache: bool = False
 
     @property
     def name(self) -> str:
@@ -675,7 +678,12 @@ class Explainer:
         return NAMES[self.method]
 
     def explain(self, images: np.ndarray, targets) -> SaliencyResult:
-        """:func:`compute` with this explainer's method and settings."""
+        """:func:`compute` with this explainer's method and settings (loaded if ``cache`` and
+        computed before).
+        """
+        if self.cache:
+            return memo.cached(compute, self.model, images, self.method, targets,
+                               batch_size=self.batch_size, seed=self.seed, **self.settings)
         return compute(self.model, images, self.method, targets, batch_size=self.batch_size,
                        seed=self.seed, **self.settings)
 
@@ -685,13 +693,16 @@ class Explainer:
 
 
 def explainer(model: keras.Model, method: str, *, batch_size: int = 64, seed: int | None = 0,
-              **settings: object) -> Explainer:
+              cache: bool = False, **settings: object) -> Explainer:
     """``method`` with its ``settings`` fixed, as a callable ``explain(images, targets)``.
 
     Unknown methods and settings fail here, not at the first call. SmoothGrad is re-seeded with
     ``seed`` on every call, so two batches of the same size and order (e.g. clean and perturbed
     images) get the same noise draws: the difference between their maps is the images', not
-    SmoothGrad's sampling noise.
+    SmoothGrad's sampling noise. ``cache``: keep the maps in the data folder
+    (:mod:`course_utils.memo`; worth it for the slow methods on many images, e.g. SmoothGrad
+    or Integrated Gradients on a test split: each call of n images at H x W px stores
+    4·n·H·W bytes).
     """
     _method(method, settings)
-    return Explainer(model, method, MappingProxyType(dict(settings)), batch_size, seed)
+    return Explainer(model, method, MappingProxyType(dict(settings)), batch_size, seed, cache)

@@ -178,3 +178,22 @@ def test_maps_and_faithfulness_round_trip_with_positional_arguments(model, image
     memo.cached(faithfulness.road, model, images, maps, np.array([0, 0, 0, 1]),
                 fractions=(0.2, 0.6), seed=0)  # other targets: computed, another file
     assert len(files()) == 3
+
+
+def test_a_cached_explainer_computes_once_and_an_uncached_one_never_stores(model, images, capsys):
+    from course_utils import saliency
+
+    files = lambda: sorted((config.data_dir() / memo.RESULTS_DIR).glob("compute_*.npz"))  # noqa: E731
+    plain = saliency.explainer(model, "smoothgrad", smooth_samples=3)
+    kept = saliency.explainer(model, "smoothgrad", smooth_samples=3, cache=True)
+    reference = plain(images, 1)
+    assert files() == []  # caching is opt-in
+    first = kept(images, 1)
+    assert len(files()) == 1 and capsys.readouterr().out == ""
+    np.testing.assert_array_equal(first, reference)  # the same maps, computed the same way
+    again = kept(images, 1)
+    assert "compute: loaded" in capsys.readouterr().out
+    np.testing.assert_array_equal(again, reference)
+    kept(images, 0)  # another target: computed and stored beside it
+    saliency.explainer(model, "smoothgrad", smooth_samples=4, cache=True)(images, 1)  # other setting
+    assert len(files()) == 3
