@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import stats as sp_stats
 
 from . import _checks, stats
 
@@ -113,17 +114,57 @@ def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([structural_similarity(u, v, data_range=1.0) for u, v in zip(x, y)])
 
 
-def similarities(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+def _ranks(maps: np.ndarray) -> np.ndarray:
+    """(n, H·W) float64 average ranks of each map's pixels (ties share their mean rank).
+
+    Ranked in the maps' own float type: converting float32 to float64 changes no order, and
+    sorting float32 is faster.
+    """
+    m = np.asarray(maps)
+    if m.dtype.kind != "f":
+        m = m.astype(np.float64)
+    return sp_stats.rankdata(m.reshape(len(m), -1), axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class MapReference:
+    """Raw maps (n, H, W) float64 prepared once for :func:`similarities` against many others.
+
+    Made by :func:`map_reference`; holds each map's pixel ranks and the ranks of |map|
+    ((n, H·W) float64), so a sanity check that compares the trained model's maps with those
+    of every randomisation step ranks them once, not once per step.
+    """
+
+    maps: np.ndarray
+    ranks: np.ndarray
+    abs_ranks: np.ndarray
+
+
+def map_reference(maps: np.ndarray) -> MapReference:
+    """``maps`` (n, H, W) with their ranks, to compare with many batches (:func:`similarities`)."""
+    raw = np.asarray(maps)
+    if raw.ndim < 2:
+        raise ValueError(f"expected a batch of maps (n, H, W), got shape {raw.shape}")
+    return MapReference(raw.astype(np.float64), _ranks(raw), _ranks(np.abs(raw)))
+
+
+def similarities(a: np.ndarray | MapReference, b: np.ndarray) -> dict[str, np.ndarray]:
     """The three :data:`MEASURES` of paired raw maps (n, H, W) x (n, H, W), each an (n,) array.
 
     ``spearman``: rank correlation of the maps as they are, in [-1, 1] (a sign flip counts);
     ``spearman_abs``: of |maps| (Adebayo et al. report both); ``ssim``: structural similarity of
     the min-max scaled |maps| (what the eye sees; Arun et al.'s measure), at most 1.
     Identical maps give 1 everywhere. A constant map gives NaN Spearman (no ranking).
+    ``a`` may be a :class:`MapReference` of the maps (ranked once, for many ``b``).
     """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return {"spearman": spearman_maps(a, b), "spearman_abs": spearman_abs(a, b),
-            "ssim": ssim_maps(np.abs(a), np.abs(b))}
+    ref = a if isinstance(a, MapReference) else map_reference(a)
+    raw = np.asarray(b)
+    if ref.maps.shape != raw.shape:
+        raise ValueError(f"expected two batches of maps with the same shape (n, H, W), got "
+                         f"{ref.maps.shape} and {raw.shape}")
+    return {"spearman": stats.pearson(ref.ranks, _ranks(raw)),
+            "spearman_abs": stats.pearson(ref.abs_ranks, _ranks(np.abs(raw))),
+            "ssim": ssim_maps(np.abs(ref.maps), np.abs(raw.astype(np.float64)))}
 
 
 def random_pairs(n: int, n_pairs: int = 50, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -241,6 +241,7 @@ def cascading_randomisation(model: keras.Model, explain: Mapping[str, Explain],
     steps = _step_names(layer_names)
     k_show = min(n_examples, len(images))
     originals: dict[str, np.ndarray] = {}
+    reference: dict[str, metrics.MapReference] = {}
     examples = {m: np.empty((len(steps), k_show, *images.shape[1:3]), np.float32)
                 for m in explain}
     seconds = dict.fromkeys(explain, 0.0)
@@ -254,8 +255,9 @@ def cascading_randomisation(model: keras.Model, explain: Mapping[str, Explain],
                 seconds[method] += time.perf_counter() - start
                 if k == 0:
                     originals[method] = maps
+                    reference[method] = metrics.map_reference(maps)  # ranked once, for every step
                 examples[method][k] = maps[:k_show]
-                for measure, values in metrics.similarities(originals[method], maps).items():
+                for measure, values in metrics.similarities(reference[method], maps).items():
                     est, lo, hi = (stats.bootstrap_ci(values, n_boot=n_boot, seed=seed)
                                    if np.isfinite(values).any() else (np.nan,) * 3)
                     rows.append({"method": method, "step": step, "step_index": k,

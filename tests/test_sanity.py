@@ -513,3 +513,26 @@ def test_data_randomisation_passes_maps_that_changed_and_fails_maps_that_did_not
     assert np.isnan(blank.loc["vanilla", ("spearman_abs", "permuted labels")])
     with pytest.raises(ValueError, match="no permuted-label maps"):
         sanity.data_randomisation({"vanilla": real}, {"gradcam": real})
+
+
+def test_a_map_reference_gives_exactly_the_similarities_of_the_maps():
+    from course_utils import stats
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((6, 16, 16)).astype(np.float32)
+    a[:, :4] = 0  # ties, as a ReLU'd Grad-CAM has
+    b = a + rng.standard_normal(a.shape).astype(np.float32)
+    b[2] = 0.5  # a constant map: NaN Spearman
+    ref = metrics.map_reference(a)
+    direct = metrics.similarities(a, b)
+    for measure, values in metrics.similarities(ref, b).items():
+        np.testing.assert_array_equal(values, direct[measure], err_msg=measure)
+    # the definitions, computed independently: Spearman = Pearson of average ranks (scipy)
+    from scipy.stats import spearmanr
+    rho = [spearmanr(np.abs(a[i]).ravel(), np.abs(b[i]).ravel()).statistic for i in (0, 1, 3, 4, 5)]
+    np.testing.assert_allclose(direct["spearman_abs"][[0, 1, 3, 4, 5]], rho, atol=1e-12)
+    assert np.isnan(direct["spearman"][2]) and np.isfinite(np.delete(direct["spearman"], 2)).all()
+    np.testing.assert_allclose(metrics.similarities(ref, a)["spearman"], 1.0)
+    np.testing.assert_array_equal(stats.spearman(a.reshape(6, -1), b.reshape(6, -1)), direct["spearman"])
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.similarities(ref, b[:3])
