@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _checks, config, cxr, phantom
+from . import _checks, config, cxr, memo, phantom
 
 #: Phantom images generated in full / fast mode (the article's test set had 1,381 images:
 #: 10 % of 13,808).
@@ -114,13 +114,83 @@ def load_course_cxr(image_size: int = 128, seed: int = config.SEED, n: int | Non
     if root is not None:
         return _load_real(root, image_size, seed, n)
     n = n if n is not None else config.pick(*PHANTOM_N)
-    ps = phantom.make_phantom_cxr(n, image_size=image_size, seed=seed, **phantom_knobs)
+    ps = phantom_set(n, image_size=image_size, seed=seed, **phantom_knobs)
     train_idx, test_idx = cxr.stratified_split(ps.labels, 0.1, seed=seed)  # as the article
     covid = int(ps.labels.sum())
     return CourseCXR(
         ps.images, ps.labels, ps.masks, train_idx, test_idx, "phantom",
         f"synthetic phantom chest X-rays (seed {seed}): {covid:,} COVID and {n - covid:,} normal",
         _fingerprint("phantom", ps.params), ps)
+
+
+#: Sub-folder of the data folder that keeps rendered phantom sets (:func:`phantom_set`).
+PHANTOM_DIR = "phantom"
+#: Rows rendered afresh to check a stored phantom set before it is used.
+PHANTOM_CHECK_ROWS = 32
+_PHANTOM_ARRAYS = ("images", "labels", "has_marker", "marker_corner", "abdomen_gain",
+                   "lesion_extent", "subtle", "has_benign_blob", "site", "border_px")
+
+
+def phantom_set(n: int, image_size: int = 128, seed: int = 0, **knobs) -> phantom.PhantomSet:
+    """:func:`phantom.make_phantom_cxr`, kept in the data folder: rendered once, then loaded.
+
+    Rendering 8,000 images takes about 15 s on 2 cores, and every notebook needs them; loading
+    the stored set (0.65 GB: float32 pixels and one byte of mask bits per pixel) takes about a
+    second. The file is named by the set's parameters, the phantom code and the NumPy version.
+    Before a stored set is used, its first :data:`PHANTOM_CHECK_ROWS` images are rendered
+    afresh and must agree (pixels to 1e-5, masks but for a few boundary pixels): a set that
+    another version of the code or of NumPy would draw differently, or a damaged file, is
+    rendered again (and stored again) instead. A read-only shared folder is read; new sets go
+    to the user's own cache (:func:`config.writable_dir`), and a failed write only costs the
+    rendering next time.
+    """
+    check = phantom.make_phantom_cxr(n, image_size, seed, rows=np.arange(min(n, PHANTOM_CHECK_ROWS)), **knobs)
+    digest = hashlib.sha256("|".join((
+        repr(check.params), np.__version__,
+        hashlib.sha256(Path(phantom.__file__).read_bytes()).hexdigest())).encode()).hexdigest()[:16]
+    name = f"phantom_{n}x{image_size}_seed{seed}_{digest}.npz"
+    for folder in config.read_dirs(PHANTOM_DIR):
+        path = folder / name
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    stored = phantom.PhantomSet(
+                        **{k: z[k] for k in _PHANTOM_ARRAYS}, masks=phantom.PackedMasks(z["mask_bits"]),
+                        params=check.params)
+            except Exception as e:  # noqa: BLE001 - a damaged file of any kind is rendered again
+                print(f"note: the stored phantom set {path} could not be read ({type(e).__name__}); "
+                      "rendering it again.", flush=True)
+                continue
+            if _agrees(stored, check):
+                return stored
+            print(f"note: the stored phantom set {path} differs from a fresh rendering of its first "
+                  f"{len(check)} images (other NumPy build or CPU?); rendering it again.", flush=True)
+    ps = phantom.make_phantom_cxr(n, image_size, seed, **knobs)
+    folder = config.writable_dir(PHANTOM_DIR)
+    try:
+        memo.write_npz(folder / name, mask_bits=ps.masks.bits,
+                       **{k: getattr(ps, k) for k in _PHANTOM_ARRAYS})
+    except OSError as e:
+        print(f"note: the phantom set could not be stored in {folder} ({e.strerror or e}); it is "
+              "rendered again next time.", flush=True)
+    return ps
+
+
+def _agrees(stored: phantom.PhantomSet, fresh: phantom.PhantomSet) -> bool:
+    """The stored set's first rows are the freshly rendered ``fresh`` (pixels to 1e-5, each
+    mask but for 4 pixels, and the per-image values), and its arrays have the right lengths.
+    """
+    k, n = len(fresh), fresh.params.n
+    if any(len(getattr(stored, a)) != n for a in _PHANTOM_ARRAYS) or stored.masks.bits.shape[0] != n:
+        return False
+    if stored.images.shape[1:] != fresh.images.shape[1:]:
+        return False
+    if not np.allclose(stored.images[:k], fresh.images, atol=1e-5, rtol=0):
+        return False
+    if any((stored.masks[key][:k] != fresh.masks[key]).sum() > 4 for key in phantom.MASK_KEYS):
+        return False
+    return all(np.array_equal(getattr(stored, a)[:k], getattr(fresh, a))
+               for a in ("labels", "has_marker", "marker_corner", "subtle", "has_benign_blob", "site"))
 
 
 def _load_real(root, image_size: int, seed: int, n: int | None) -> CourseCXR:

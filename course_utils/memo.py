@@ -206,11 +206,19 @@ def _save(result: Any, key: dict, checks: dict[str, np.ndarray], path: Path) -> 
     cls = type(result)
     meta = {"key": key, "class": f"{cls.__module__}.{cls.__qualname__}", "fields": plain,
             "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    write_npz(path, meta=np.array(json.dumps(meta)), **arrays,
+              **{f"check:{name}": v for name, v in checks.items()})
+
+
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` (uncompressed) to ``path`` atomically: a unique hidden temporary name in the
+    same folder, then a rename, so readers never see a half-written file and two writers of the
+    same file leave one whole copy.
+    """
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.partial.npz")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays,
-                     **{f"check:{name}": v for name, v in checks.items()})
+            np.savez(fh, **arrays)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -795,6 +795,7 @@ def make_phantom_cxr(
     site_prevalence: tuple[float, float] = _D.site_prevalence,
     site_styles: tuple[SiteStyle, SiteStyle] = SITE_STYLES,
     flip_site: bool = False,
+    rows: np.ndarray | None = None,
 ) -> PhantomSet:
     """Generate ``n`` synthetic frontal chest radiographs with ground-truth masks.
 
@@ -846,6 +847,8 @@ def make_phantom_cxr(
         site_styles: the two sites' :class:`SiteStyle` (default :data:`SITE_STYLES`).
         flip_site: render every image with the *other* site's processing (same patients,
             labels, masks and random numbers: an exact counterfactual of the site alone).
+        rows: render only these rows of the set (the same pixels as the whole set's rows, as
+            :func:`rerender` with ``indices``); None renders all ``n``.
 
     Returns:
         A :class:`PhantomSet`; ``images`` (n, H, W, 1) float32 in [0, 1], ``labels`` (n,) int64,
@@ -868,7 +871,7 @@ def make_phantom_cxr(
         abdomen_gain_override=abdomen_gain_override, site_strength=site_strength,
         site_prevalence=tuple(site_prevalence), site_styles=tuple(site_styles),
         flip_site=bool(flip_site))
-    return _generate(params)
+    return _generate(params, rows)
 
 
 def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet:

@@ -101,3 +101,46 @@ def test_training_on_rows_equals_training_on_their_copy(small):
 def test_cnn_shape_and_grad_cam_layer():
     model = models.build_cxr_cnn(64)
     assert model.output_shape == (None, 1) and model.get_layer("last_conv").output.shape[1] == 8
+
+
+def test_the_phantom_is_rendered_once_then_loaded_checked_and_rendered_again_if_wrong(capsys):
+    from course_utils import config, phantom
+
+    fresh = phantom.make_phantom_cxr(70, 64, seed=5, marker_strength=0.5)
+    first = data.phantom_set(70, 64, seed=5, marker_strength=0.5)
+    files = sorted((config.data_dir() / data.PHANTOM_DIR).glob("phantom_70x64_seed5_*.npz"))
+    assert len(files) == 1
+    loaded = data.phantom_set(70, 64, seed=5, marker_strength=0.5)
+    assert capsys.readouterr().out == ""
+    for ps in (first, loaded):
+        np.testing.assert_array_equal(ps.images, fresh.images)
+        np.testing.assert_array_equal(ps.masks.bits, fresh.masks.bits)
+        for name in ("labels", "has_marker", "abdomen_gain", "lesion_extent", "site", "border_px"):
+            np.testing.assert_array_equal(getattr(ps, name), getattr(fresh, name), err_msg=name)
+        assert ps.params == fresh.params and ps.indices is None
+    # the loaded set re-renders exactly like the fresh one (its params are the real ones)
+    np.testing.assert_array_equal(phantom.remove_marker(loaded, [3, 60]).images,
+                                  phantom.remove_marker(fresh, [3, 60]).images)
+    # other knobs: another file
+    data.phantom_set(70, 64, seed=5)
+    assert len(list(files[0].parent.glob("phantom_70x64_seed5_*.npz"))) == 2
+
+    # a stored set whose first images no longer match a fresh rendering is rendered again
+    with np.load(files[0]) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["images"] = arrays["images"].copy()
+    arrays["images"][1] += 0.01
+    np.savez(files[0], **arrays)
+    again = data.phantom_set(70, 64, seed=5, marker_strength=0.5)
+    assert "differs from a fresh rendering" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.images, fresh.images)
+    with np.load(files[0]) as z:  # ...and stored again, right
+        np.testing.assert_array_equal(z["images"], fresh.images)
+
+    files[0].write_bytes(b"PK\x03\x04 not a whole file")  # damaged: rendered again, replaced
+    again = data.phantom_set(70, 64, seed=5, marker_strength=0.5)
+    assert "could not be read" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.images, fresh.images)
+    assert data.phantom_set(70, 64, seed=5, marker_strength=0.5).masks.bits.shape == (70, 64, 64)
+    assert capsys.readouterr().out == ""
+    assert not list(files[0].parent.glob(".*partial*"))  # no temporary file left behind
