@@ -18,7 +18,8 @@ What makes a result "the same":
   their values must agree to ``1e-4`` of the array's largest value (relative ``1e-4``). They are
   compared with a tolerance, not hashed, because float results' last bits differ between CPUs
   (the phantom gives the same images to 1e-7 on every CPU, not the same bytes);
-* the course's code and the TensorFlow/Keras versions that computed it.
+* the course's code (its syntax: comments and docstrings do not count) and the TensorFlow/Keras
+  versions that computed it.
 
 Files are written under a temporary name and renamed, so a crash or a second learner writing
 the same result never leaves a half-written file; a file that cannot be read is ignored and
@@ -27,6 +28,7 @@ computed again; a read-only shared folder is read and new results go to the user
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime as _dt
 import functools
@@ -58,11 +60,27 @@ _told_loaded: set[str] = set()
 
 @functools.cache
 def code_digest() -> str:
-    """SHA-256 (16 hex digits) of the course package's Python sources: changes with any edit."""
+    """SHA-256 (16 hex digits) of the course package's code (:func:`source_digest` of its modules)."""
+    return source_digest(sorted(Path(__file__).parent.glob("*.py")))
+
+
+def source_digest(paths: list[Path]) -> str:
+    """SHA-256 (16 hex digits) of Python files' code: their syntax trees without docstrings.
+
+    Any change to what the code does changes it; comments, docstrings and layout do not, so a
+    course update that only fixes documentation keeps a staged folder's results valid.
+    """
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in paths:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
         h.update(path.name.encode())
-        h.update(path.read_bytes())
+        h.update(ast.dump(tree, include_attributes=False).encode())
     return h.hexdigest()[:16]
 
 

@@ -197,3 +197,20 @@ def test_a_cached_explainer_computes_once_and_an_uncached_one_never_stores(model
     kept(images, 0)  # another target: computed and stored beside it
     saliency.explainer(model, "smoothgrad", smooth_samples=4, cache=True)(images, 1)  # other setting
     assert len(files()) == 3
+
+
+def test_the_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
+    path = tmp_path / "mod.py"
+
+    def digest(text):
+        path.write_text(text)
+        return memo.source_digest([path])
+
+    base = digest('"""Module."""\n\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    reworded = '"""Module, reworded."""\n\ndef f(x):\n    """Other doc."""\n\n    return x + 1  # two\n'
+    assert digest(reworded) == base
+    assert digest('def f(x):\n    return x + 1\n') == base  # docstrings gone
+    assert digest('"""Module."""\n\ndef f(x):\n    """Doc."""\n    return x + 2\n') != base
+    assert digest('"""Module."""\n\ndef f(y):\n    """Doc."""\n    return y + 1\n') != base
+    assert digest('def f(x):\n    """Only a docstring."""\n') == digest('def f(x):\n    pass\n')
+    assert len(memo.code_digest()) == 16
