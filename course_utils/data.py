@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +78,84 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
 
 
+class RowwiseImages:
+    """A read-only ``(n, H, W, 1)`` float32 image array whose rows are made when they are read.
+
+    The data variants (:func:`mask_to_lungs`, :func:`keep_only`, :func:`hide_lungs`,
+    :func:`with_training_cap`) return one of these instead of a full edited copy: a notebook
+    that loads a staged model reads only the 800 test rows of a variant, so the other 7,200
+    edited images (470 MB at 128 px) are never made. Training reads the rows it needs, in the
+    same way. Indexing follows NumPy: ``x[rows]`` (int, slice, int or bool array, optionally
+    followed by more indices, e.g. ``x[:, ~corners]``) returns a plain array of those rows;
+    ``np.asarray(x)`` makes all of them (in chunks, so no larger temporary than the result).
+
+    ``make_rows(rows)``: given sorted-or-not ``(m,)`` int64 row indices in ``range(n)``, returns
+    their ``(m, H, W, 1)`` float32 images.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, n: int, image_shape: tuple[int, ...],
+                 make_rows: Callable[[np.ndarray], np.ndarray]):
+        self.shape = (int(n), *map(int, image_shape))
+        self._make_rows = make_rows
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _of(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        out = np.asarray(self._make_rows(rows), np.float32)
+        if out.shape != (len(rows), *self.shape[1:]):
+            raise ValueError(f"make_rows gave shape {out.shape} for {len(rows)} rows, expected "
+                             f"{(len(rows), *self.shape[1:])}")
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) and key else (key, ())
+        if first is Ellipsis:
+            return np.asarray(self)[key]
+        rows = np.arange(len(self))[first]  # NumPy's own rules (and errors) for the row index
+        if np.ndim(rows) == 0:
+            return self._of(np.array([rows]))[0][rest] if rest else self._of(np.array([rows]))[0]
+        out = np.empty((len(rows), *self.shape[1:]), np.float32)
+        for sl in _checks.batches(len(rows), 512):
+            out[sl] = self._of(rows[sl])
+        return out[(slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def take(self, rows: np.ndarray) -> RowwiseImages:
+        """The lazy array of ``self[rows]``: nothing is made until it is read."""
+        rows = np.asarray(rows, np.int64)
+        return RowwiseImages(len(rows), self.shape[1:], lambda r: self._of(rows[r]))
+
+    def __repr__(self) -> str:
+        return f"RowwiseImages(shape={self.shape}, dtype=float32)"
+
+
+def _rows_of(images, rows: np.ndarray) -> np.ndarray:
+    """``images[rows]`` for a NumPy array or a :class:`RowwiseImages`."""
+    return images[np.asarray(rows, np.int64)]
+
+
+def _region_rows(masks: Mapping[str, np.ndarray], key: str, rows: np.ndarray) -> np.ndarray:
+    """The ``(m, H, W)`` bool masks of region ``key`` for ``rows``, without unpacking the others."""
+    if isinstance(masks, phantom.PackedMasks):
+        return masks.rows(key, rows)
+    return np.asarray(masks[key][rows], bool)
+
+
+def _lazy(cxr_data: CourseCXR, make_rows: Callable[[np.ndarray], np.ndarray]) -> RowwiseImages:
+    return RowwiseImages(len(cxr_data.labels), cxr_data.images.shape[1:], make_rows)
+
+
 def files_id(paths) -> str:
     """What identifies a real data set wherever it is copied: its files' names and sizes.
 
@@ -136,7 +214,8 @@ def phantom_set(n: int, image_size: int = 128, seed: int = 0, **knobs) -> phanto
 
     Rendering 8,000 images takes about 15 s on 2 cores, and every notebook needs them; loading
     the stored set (0.65 GB: float32 pixels and one byte of mask bits per pixel) takes about a
-    second. The file is named by the set's parameters, the phantom code and the NumPy version.
+    second. The file is named by the set's parameters, the phantom code (its syntax, not its
+    docstrings: :func:`memo.source_digest`) and the NumPy version.
     Before a stored set is used, its first :data:`PHANTOM_CHECK_ROWS` images are rendered
     afresh and must agree (pixels to 1e-5, masks but for a few boundary pixels): a set that
     another version of the code or of NumPy would draw differently, or a damaged file, is
@@ -145,9 +224,8 @@ def phantom_set(n: int, image_size: int = 128, seed: int = 0, **knobs) -> phanto
     rendering next time.
     """
     check = phantom.make_phantom_cxr(n, image_size, seed, rows=np.arange(min(n, PHANTOM_CHECK_ROWS)), **knobs)
-    digest = hashlib.sha256("|".join((
-        repr(check.params), np.__version__,
-        hashlib.sha256(Path(phantom.__file__).read_bytes()).hexdigest())).encode()).hexdigest()[:16]
+    code = memo.source_digest([Path(phantom.__file__)])
+    digest = hashlib.sha256(f"{check.params!r}|{np.__version__}|{code}".encode()).hexdigest()[:16]
     name = f"phantom_{n}x{image_size}_seed{seed}_{digest}.npz"
     for folder in config.read_dirs(PHANTOM_DIR):
         path = folder / name
@@ -255,12 +333,12 @@ def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
     them; the Kaggle data set has them for every image). When only some images have a mask,
     the returned split keeps **only those images** (``train_idx``/``test_idx`` shrink; an
     unmasked image would show the model everything); compare models on its ``test_idx``.
+    The images are a :class:`RowwiseImages`: a row is masked when it is read.
 
     Raises:
         ValueError: no lung masks, or masks for one class only / too few images to train.
     """
-    lungs = cxr_data.masks.get("lungs")
-    if lungs is None:
+    if "lungs" not in cxr_data.masks:
         raise ValueError("this data set has no lung masks; masking to the lungs is impossible")
     train_idx, test_idx, note = cxr_data.train_idx, cxr_data.test_idx, ""
     has = cxr_data.has_lung_mask
@@ -272,8 +350,11 @@ def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
                                  f"leaves the {part} set without both classes (or under {least} "
                                  "images): a lung-masked model cannot be trained and tested fairly")
         note = f", only the {int(has.sum()):,} images that have a mask"
+    images, masks = cxr_data.images, cxr_data.masks
+    lung_masked = _lazy(cxr_data, lambda rows: apply_lung_mask(
+        _rows_of(images, rows), _region_rows(masks, "lungs", rows), dilate_px))
     return dataclasses.replace(
-        cxr_data, images=apply_lung_mask(cxr_data.images, lungs, dilate_px),
+        cxr_data, images=lung_masked,
         train_idx=train_idx, test_idx=test_idx,
         description=cxr_data.description + f"; masked to the lungs (+{dilate_px} px{note})",
         fingerprint=_fingerprint(cxr_data.fingerprint, "lung-mask", dilate_px, len(train_idx)),
@@ -317,16 +398,32 @@ def keep_only(cxr_data: CourseCXR, keep: np.ndarray, what: str) -> CourseCXR:
     """The same data with every pixel outside ``keep`` set to 0 (a model that sees only ``keep``).
 
     ``keep``: (S, S) bool for every image, or (n, S, S) bool per image. ``what`` names the
-    variant in the description and the cache key (e.g. "corners only").
+    variant in the description and the cache key (e.g. "corners only"). The images are a
+    :class:`RowwiseImages`: a row is edited when it is read.
     """
     keep = np.asarray(keep, bool)
-    if keep.shape[-2:] != cxr_data.images.shape[1:3] or keep.ndim not in (2, 3):
-        raise ValueError(f"keep must be (S, S) or (n, S, S) with S = {cxr_data.image_size}, got {keep.shape}")
-    images = np.where(keep[..., None], cxr_data.images, np.float32(0)).astype(np.float32, copy=False)
+    n = len(cxr_data.labels)
+    if keep.shape[-2:] != cxr_data.images.shape[1:3] or keep.ndim not in (2, 3) \
+            or (keep.ndim == 3 and len(keep) != n):
+        raise ValueError(f"keep must be (S, S) or (n, S, S) with n = {n} and S = "
+                         f"{cxr_data.image_size}, got {keep.shape}")
+    keep_rows = (lambda rows: keep) if keep.ndim == 2 else (lambda rows: keep[rows])
+    return _keep_only(cxr_data, keep_rows, what, hashlib.sha256(np.packbits(keep)).hexdigest()[:12])
+
+
+def _keep_only(cxr_data: CourseCXR, keep_rows: Callable[[np.ndarray], np.ndarray], what: str,
+               keep_id: str) -> CourseCXR:
+    """:func:`keep_only` with the kept pixels given per row: ``keep_rows(rows)`` -> (m, S, S) or
+    (S, S) bool; ``keep_id`` identifies them in the cache key.
+    """
+    images = cxr_data.images
+
+    def kept(rows: np.ndarray) -> np.ndarray:
+        return np.where(keep_rows(rows)[..., None], _rows_of(images, rows), np.float32(0))
+
     return dataclasses.replace(
-        cxr_data, images=images, description=cxr_data.description + f"; {what}",
-        fingerprint=_fingerprint(cxr_data.fingerprint, "keep-only", what,
-                                 hashlib.sha256(np.packbits(keep)).hexdigest()[:12]),
+        cxr_data, images=_lazy(cxr_data, kept), description=cxr_data.description + f"; {what}",
+        fingerprint=_fingerprint(cxr_data.fingerprint, "keep-only", what, keep_id),
         phantom_set=None)
 
 
@@ -336,11 +433,13 @@ def hide_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
     Uses the (dilated) lung masks when every image has one, else :func:`lung_proxy` for all
     images. A model trained on this that still separates the classes is reading something
     other than the lungs (source, age, markers, borders): the DeGrave et al. (2021) test.
+    The masks are dilated row by row as the images are read (:class:`RowwiseImages`).
     """
-    lungs = cxr_data.masks.get("lungs")
-    every = lungs is not None and (cxr_data.has_lung_mask is None or cxr_data.has_lung_mask.all())
+    every = "lungs" in cxr_data.masks and (cxr_data.has_lung_mask is None or cxr_data.has_lung_mask.all())
     if every:
-        return keep_only(cxr_data, ~dilate(lungs, dilate_px), f"lungs hidden (masks +{dilate_px} px)")
+        masks = cxr_data.masks
+        return _keep_only(cxr_data, lambda rows: ~dilate(_region_rows(masks, "lungs", rows), dilate_px),
+                          f"lungs hidden (masks +{dilate_px} px)", f"lung masks +{dilate_px} px")
     return keep_only(cxr_data, ~lung_proxy(cxr_data.image_size), "lungs hidden (a central box)")
 
 
@@ -364,11 +463,18 @@ def corner_masks(n: int, image_size: int, fraction: float = CORNER_FRACTION) -> 
 
 
 def _rows(cxr_data: CourseCXR, rows: np.ndarray) -> dict:
-    """The per-image fields of ``cxr_data`` restricted to ``rows`` (sorted indices), as a dict."""
+    """The per-image fields of ``cxr_data`` restricted to ``rows`` (sorted indices), as a dict.
+
+    The images are not copied: they are a :class:`RowwiseImages` reading those rows of the
+    parent's images when they are read.
+    """
     masks = cxr_data.masks
     masks = (phantom.PackedMasks(masks.bits[rows]) if isinstance(masks, phantom.PackedMasks)
              else {k: v[rows] for k, v in masks.items()})
-    fields = {"images": cxr_data.images[rows], "labels": cxr_data.labels[rows], "masks": masks}
+    images = cxr_data.images
+    lazy = images.take(rows) if isinstance(images, RowwiseImages) else RowwiseImages(
+        len(rows), images.shape[1:], lambda r: images[rows[r]])
+    fields = {"images": lazy, "labels": cxr_data.labels[rows], "masks": masks}
     for name in ("origins", "has_lung_mask", "original_shapes", "patients"):
         if (value := getattr(cxr_data, name)) is not None:
             fields[name] = value[rows]
@@ -381,8 +487,9 @@ def with_training_cap(cxr_data: CourseCXR, max_train: int, seed: int = config.SE
     For quick probe models (e.g. :func:`hide_lungs`): the test split is unchanged, so their
     test results compare directly with the full model's (``split("test")`` gives the same images
     in the same order). Only the rows of the two splits are kept (the indices are renumbered;
-    ``phantom_set`` is dropped), so a variant built from the result copies 3,200 images, not
-    8,000. Returns ``cxr_data`` itself when it has no more training images than that.
+    ``phantom_set`` is dropped; the images are read from ``cxr_data``'s rows when they are
+    needed, :class:`RowwiseImages`), so a variant built from the result edits at most 3,200
+    images, not 8,000. Returns ``cxr_data`` itself when it has no more training images than that.
     """
     _checks.positive_int(max_train, "max_train")
     if len(cxr_data.train_idx) <= max_train:

@@ -208,6 +208,12 @@ class PackedMasks(Mapping):
             raise KeyError(key)
         return (self.bits & np.uint8(1 << MASK_KEYS.index(key))).astype(bool)
 
+    def rows(self, key: str, rows: np.ndarray) -> np.ndarray:
+        """``self[key][rows]`` without unpacking the other rows: (m, H, W) bool."""
+        if key not in MASK_KEYS:
+            raise KeyError(key)
+        return (self.bits[rows] & np.uint8(1 << MASK_KEYS.index(key))).astype(bool)
+
     def __iter__(self):
         return iter(MASK_KEYS)
 

@@ -166,6 +166,51 @@ def test_with_training_cap_is_stratified_and_leaves_the_test_set():
     assert data.with_training_cap(d, 10_000) is d
 
 
+def test_variants_make_exactly_the_rows_read_as_the_whole_array_would():
+    """The variants' images are made row by row when read: the same pixels as editing the
+    whole array at once, for every way a notebook indexes them, and through a training cap."""
+    from scipy import ndimage
+
+    d = data.load_course_cxr(image_size=64, n=300, source="phantom")
+    lungs = d.masks["lungs"]
+    grown = ndimage.binary_dilation(lungs, ndimage.generate_binary_structure(2, 1)[None], iterations=3)
+    corners = data.corner_masks(1, 64)["corners (marker proxy)"][0]
+    expected = {  # the whole array edited at once, by hand
+        "lungs": np.where(grown[..., None], d.images, 0),
+        "hidden": np.where(~grown[..., None], d.images, 0),
+        "corners": np.where(corners[None, ..., None], d.images, 0),
+        "per image": np.where(grown[..., None], d.images, 0),
+    }
+    variants = {"lungs": data.mask_to_lungs(d), "hidden": data.hide_lungs(d),
+                "corners": data.keep_only(d, corners, "corners only"),
+                "per image": data.keep_only(d, grown, "grown lungs only")}
+    rng = np.random.default_rng(0)
+    rows = rng.choice(300, 40, replace=False)  # unsorted, as a caller may pass them
+    for name, v in variants.items():
+        x, want = v.images, expected[name]
+        assert isinstance(x, data.RowwiseImages) and x.shape == d.images.shape and len(x) == 300
+        np.testing.assert_array_equal(np.asarray(x), want)
+        np.testing.assert_array_equal(x[rows], want[rows])
+        np.testing.assert_array_equal(x[7], want[7])
+        np.testing.assert_array_equal(x[-3:], want[-3:])
+        np.testing.assert_array_equal(x[d.labels == 1], want[d.labels == 1])
+        np.testing.assert_array_equal(x[:, ~corners], want[:, ~corners])
+        np.testing.assert_array_equal(x[5, 10:20, :, 0], want[5, 10:20, :, 0])
+        np.testing.assert_array_equal(v.split("test")[0], want[d.test_idx])
+        capped = data.with_training_cap(v, 120)  # rows of rows: still lazy, still the same pixels
+        assert isinstance(capped.images, data.RowwiseImages)
+        np.testing.assert_array_equal(capped.split("test")[0], want[d.test_idx])
+    # a variant of a capped set edits only the capped rows, and the same way
+    capped = data.with_training_cap(d, 120)
+    hidden = data.hide_lungs(capped)
+    np.testing.assert_array_equal(hidden.split("test")[0], expected["hidden"][d.test_idx])
+    assert len(hidden.images) == 120 + len(d.test_idx) < len(d.labels)
+    with pytest.raises(IndexError):
+        variants["lungs"].images[300]
+    with pytest.raises(ValueError, match="keep must be"):
+        data.keep_only(d, grown[:10], "too few")
+
+
 # ------------------------------------------------------------------ shortcuts
 
 def test_image_statistics_known_values():
