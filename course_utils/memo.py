@@ -306,3 +306,61 @@ def cached(fn: Callable[..., T], model: Any, x: np.ndarray, /, *args: Any, **kwa
         print(f"note: the result could not be cached in {folder} ({e.strerror or e}); it is used "
               "now and computed again next time.", flush=True)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    """What a results folder holds: ``current`` files can load with this code and software stack,
+    ``stale`` files were computed by another version of the course's code or of TF/Keras (they
+    never load again); ``unreadable`` files are damaged. Each is a list of paths; sizes in bytes.
+    """
+
+    current: list[Path]
+    stale: list[Path]
+    unreadable: list[Path]
+
+    @staticmethod
+    def size(paths: list[Path]) -> int:
+        """Total size of ``paths`` in bytes (files that vanished count 0)."""
+        return sum(p.stat().st_size for p in paths if p.is_file())
+
+
+def inventory(folder: Path) -> Inventory:
+    """Sort the results in ``folder`` (a ``results/`` folder) by whether they can still load here.
+
+    A result's key holds the code digest and the TF/Keras versions it was computed with
+    (:func:`result_key`); only its metadata is read, not its arrays.
+    """
+    current, stale, unreadable = [], [], []
+    here = {"code": code_digest(), "stack": _stack()}
+    for path in sorted(Path(folder).glob("*.npz")):
+        if path.name.startswith("."):  # another process's temporary file
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = json.loads(str(z["meta"]))["key"]
+        except Exception:  # noqa: BLE001 - any damage counts as unreadable
+            unreadable.append(path)
+            continue
+        same = key.get("code") == here["code"] and key.get("stack") == here["stack"]
+        (current if same else stale).append(path)
+    return Inventory(current, stale, unreadable)
+
+
+def prune(folder: Path) -> tuple[int, int]:
+    """Delete the stale and unreadable results in ``folder``: ``(files, bytes)`` removed.
+
+    Used by ``python -m course_utils stage`` on the folder it stages: results of another code
+    version or software stack can never load there again, and a staged folder is copied to
+    every learner. Files that cannot be deleted (read-only folder) are left and not counted.
+    """
+    inv = inventory(folder)
+    files = nbytes = 0
+    for path in inv.stale + inv.unreadable:
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except OSError:
+            continue
+        files, nbytes = files + 1, nbytes + size
+    return files, nbytes

@@ -529,6 +529,8 @@ class Method:
         per_image: settings that may hold one value per image (sliced with each chunk).
         model_batch: ``run`` also gets ``batch_size``, the copies it predicts per model call
             (perturbation methods, which query the model with many altered copies per image).
+        slow: tens to hundreds of model passes per image (noise samples, path steps, masked
+            or occluded copies, coalitions): worth keeping its maps (``explainer(cache="slow")``).
     """
 
     name: str
@@ -540,6 +542,7 @@ class Method:
     max_batch: Callable[[Mapping, tuple[int, ...]], int] | None = None
     per_image: tuple[str, ...] = ()
     model_batch: bool = False
+    slow: bool = False
 
 
 def _settings(**defaults: object) -> Mapping[str, object]:
@@ -551,20 +554,25 @@ METHODS: Mapping[str, Method] = MappingProxyType({
     "vanilla": Method("Vanilla gradient", _vanilla),
     "smoothgrad": Method("SmoothGrad", _smoothgrad,
                          _settings(smooth_samples=20, smooth_noise=0.20), global_rng=True,
-                         max_batch=_smoothgrad_batch),
+                         max_batch=_smoothgrad_batch, slow=True),
     "gradxinput": Method("Gradient × input", _gradxinput, signed=True),
     "integrated_gradients": Method("Integrated Gradients", _integrated_gradients,
                                    _settings(ig_steps=32, baseline=None), signed=True,
-                                   per_image=("baseline",)),
+                                   per_image=("baseline",), slow=True),
     "gradcam": Method("Grad-CAM", _gradcam, _settings(layer=None)),
     "gradcam++": Method("Grad-CAM++", _gradcam_plus_plus, _settings(layer=None)),
-    "scorecam": Method("Score-CAM", _scorecam, _settings(layer=None, score_max_n=32)),
+    "scorecam": Method("Score-CAM", _scorecam, _settings(layer=None, score_max_n=32), slow=True),
     "guided_backprop": Method("Guided backprop", _guided_backprop, prepare=_guided_clone),
     "occlusion": Method("Occlusion", _occlusion, _settings(patch=None, stride=None, fill="mean"),
-                        signed=True, model_batch=True),
+                        signed=True, model_batch=True, slow=True),
     "shap": Method("SHAP (Partition)", _shap_partition, _settings(max_evals=400, blur=None),
-                   signed=True, global_rng=True),
+                   signed=True, global_rng=True, slow=True),
 })
+
+#: The methods that query the model tens to hundreds of times per image (:attr:`Method.slow`):
+#: SmoothGrad, Integrated Gradients, Score-CAM, occlusion and SHAP. ``explainer(cache="slow")``
+#: keeps exactly their maps in the data folder.
+SLOW_METHODS: frozenset[str] = frozenset(k for k, m in METHODS.items() if m.slow)
 
 #: Display names by method id (apply them last, where a table or plot is shown).
 NAMES: Mapping[str, str] = MappingProxyType({k: m.name for k, m in METHODS.items()})
@@ -693,7 +701,7 @@ class Explainer:
 
 
 def explainer(model: keras.Model, method: str, *, batch_size: int = 64, seed: int | None = 0,
-              cache: bool = False, **settings: object) -> Explainer:
+              cache: bool | str = False, **settings: object) -> Explainer:
     """``method`` with its ``settings`` fixed, as a callable ``explain(images, targets)``.
 
     Unknown methods and settings fail here, not at the first call. SmoothGrad is re-seeded with
@@ -702,7 +710,12 @@ def explainer(model: keras.Model, method: str, *, batch_size: int = 64, seed: in
     SmoothGrad's sampling noise. ``cache``: keep the maps in the data folder
     (:mod:`course_utils.memo`; worth it for the slow methods on many images, e.g. SmoothGrad
     or Integrated Gradients on a test split: each call of n images at H x W px stores
-    4·n·H·W bytes).
+    4·n·H·W bytes); ``cache="slow"`` keeps them only if ``method`` is in :data:`SLOW_METHODS`
+    (one setting for a dict of explainers of several methods).
     """
     _method(method, settings)
+    if cache == "slow":
+        cache = method in SLOW_METHODS
+    elif not isinstance(cache, bool):
+        raise ValueError(f'cache must be True, False or "slow", got {cache!r}')
     return Explainer(model, method, MappingProxyType(dict(settings)), batch_size, seed, cache)

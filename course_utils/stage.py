@@ -26,7 +26,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import config
+from . import config, data, memo
 
 #: Sub-folder of the data folder with the manifest and the executed reference notebooks.
 STAGED_DIR = "staged"
@@ -152,6 +152,7 @@ def check(folder: Path, *, load: bool = False) -> tuple[list[str], list[str]]:
     if differs:
         notes.append("staged with another software stack (" + "; ".join(differs) + "): the models "
                      "should still load; numbers may differ in the last digits.")
+    notes.extend(_cache_notes(folder))
     n = len(manifest["models"])
     notes.append(f"staged {manifest['created'][:16].replace('T', ' ')} UTC in "
                  f"{'fast' if manifest['fast'] else 'full'} mode on {manifest['source']} data: "
@@ -159,6 +160,26 @@ def check(folder: Path, *, load: bool = False) -> tuple[list[str], list[str]]:
                  + (" (COURSE_FAST=1)" if manifest["fast"] else " (COURSE_FAST unset)")
                  + " to load them.")
     return problems, notes
+
+
+def _cache_notes(folder: Path) -> list[str]:
+    """One line each on the folder's cached results and rendered phantom sets (if any)."""
+    notes = []
+    inv = memo.inventory(folder / memo.RESULTS_DIR)
+    if inv.current or inv.stale or inv.unreadable:
+        line = (f"{memo.RESULTS_DIR}/: {len(inv.current)} cached results "
+                f"({inv.size(inv.current) / 1e6:.0f} MB) that load with this code")
+        if inv.stale or inv.unreadable:
+            line += (f"; {len(inv.stale) + len(inv.unreadable)} "
+                     f"({inv.size(inv.stale + inv.unreadable) / 1e6:.0f} MB) from another version of "
+                     "the course's code or of TensorFlow/Keras, or damaged, will not load: those "
+                     "results are computed again in class (stage the folder again with this commit)")
+        notes.append(line + ".")
+    sets = sorted((folder / data.PHANTOM_DIR).glob("phantom_*.npz"))
+    if sets:
+        notes.append(f"{data.PHANTOM_DIR}/: {len(sets)} rendered phantom set(s), "
+                     f"{memo.Inventory.size(sets) / 1e9:.2f} GB.")
+    return notes
 
 
 def _differences(asked: dict, staged: dict) -> list[str]:
@@ -245,6 +266,10 @@ def _stage(folder: Path, fast: bool, fetch: bool, notebooks: list[Path] | None,
                               "error": verdict.error}
         print(f"{path.name}: {'ok' if verdict.ok else 'FAILED: ' + verdict.error} in "
               f"{verdict.seconds:.0f} s", flush=True)
+    removed, nbytes = memo.prune(folder / memo.RESULTS_DIR)
+    if removed:
+        print(f"Removed {removed} cached result(s) ({nbytes / 1e6:.0f} MB) of another version of the "
+              "course's code or software stack: they could never load again.", flush=True)
     source = current_source()
     manifest = {"version": MANIFEST_VERSION,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -197,6 +197,15 @@ def test_a_cached_explainer_computes_once_and_an_uncached_one_never_stores(model
     kept(images, 0)  # another target: computed and stored beside it
     saliency.explainer(model, "smoothgrad", smooth_samples=4, cache=True)(images, 1)  # other setting
     assert len(files()) == 3
+    # cache="slow": only the methods with many model passes per image keep their maps
+    assert saliency.SLOW_METHODS == {"smoothgrad", "integrated_gradients", "scorecam", "occlusion", "shap"}
+    both = {m: saliency.explainer(model, m, cache="slow") for m in ("vanilla", "integrated_gradients")}
+    assert not both["vanilla"].cache and both["integrated_gradients"].cache
+    both["vanilla"](images, 1)
+    both["integrated_gradients"](images, 1)
+    assert len(files()) == 4
+    with pytest.raises(ValueError, match="cache must be"):
+        saliency.explainer(model, "vanilla", cache="yes")
 
 
 def test_the_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
@@ -214,3 +223,26 @@ def test_the_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
     assert digest('"""Module."""\n\ndef f(y):\n    """Doc."""\n    return y + 1\n') != base
     assert digest('def f(x):\n    """Only a docstring."""\n') == digest('def f(x):\n    pass\n')
     assert len(memo.code_digest()) == 16
+
+
+def test_inventory_sorts_results_and_prune_removes_only_those_that_cannot_load(model, images, monkeypatch):
+    folder = config.data_dir() / memo.RESULTS_DIR
+    fn = Counting()
+    memo.cached(fn, model, images)  # current
+    with monkeypatch.context() as m:
+        m.setattr(memo, "code_digest", lambda: "an older course")
+        memo.cached(fn, model, images[:2])  # stale: another code version
+    with monkeypatch.context() as m:
+        m.setattr(memo, "_stack", lambda: {"tensorflow": "0.0", "keras": "0.0"})
+        memo.cached(fn, model, images[:3])  # stale: another TF/Keras
+    damaged = folder / "counting_attack_0000_0000.npz"
+    damaged.write_bytes(b"not an npz")
+    inv = memo.inventory(folder)
+    assert (len(inv.current), len(inv.stale), inv.unreadable) == (1, 2, [damaged])
+    assert inv.size(inv.current) == inv.current[0].stat().st_size > 0
+    files, nbytes = memo.prune(folder)
+    assert files == 3 and nbytes > 0
+    assert sorted(folder.glob("*.npz")) == inv.current
+    memo.cached(fn, model, images)  # the current result still loads
+    assert fn.calls == 3
+    assert memo.inventory(folder / "nothing-here") == memo.Inventory([], [], [])

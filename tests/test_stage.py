@@ -6,10 +6,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from fake_kaggle import build as build_fake_dataset
 
-from course_utils import config, data, models, stage
+from course_utils import config, data, models, saliency, stage
 
 # what the staging notebook trains: small enough for a unit test, the same call a learner makes
 TRAIN = "data.load_course_cxr(image_size=64, seed=4, n=160)"
@@ -155,3 +156,20 @@ def test_doctor_and_stage_check_report_a_staged_folder(staged, monkeypatch, caps
     monkeypatch.setenv("COURSE_DATA_DIR", str(staged[1].parent / "never-staged"))
     assert cli.main(["stage", "--check"]) == 1
     assert "was not staged" in capsys.readouterr().out
+
+
+def test_check_counts_cached_results_and_says_which_will_not_load(staged, tmp_path, monkeypatch):
+    from course_utils import memo
+
+    copy = tmp_path / "with-results"
+    shutil.copytree(staged[1], copy)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(copy))
+    model, x = models.build_cxr_cnn(32, seed=1, width=4), np.zeros((2, 32, 32, 1), np.float32)
+    saliency.explainer(model, "smoothgrad", smooth_samples=2, cache=True)(x, 1)
+    problems, notes = stage.check(copy)
+    assert problems == [] and any("1 cached results" in n and "will not load" not in n for n in notes)
+    assert any(n.startswith("phantom/: 1 rendered phantom set") for n in notes)
+    monkeypatch.setattr(memo, "code_digest", lambda: "a later course")
+    problems, notes = stage.check(copy)
+    assert problems == [] and any("0 cached results" in n and "1 (" in n and "will not load" in n
+                                  for n in notes)
