@@ -387,6 +387,22 @@ def _guided_backprop(guided: keras.Model, images: np.ndarray, targets: np.ndarra
     return np.abs(input_gradients(guided, images, targets)).max(axis=-1)
 
 
+#: A model call of :func:`predict_built` gets at most this many input values (copies x H x W x C):
+#: all 64 copies of a 128 x 128 x 1 X-ray, but 13 of a 224 x 224 x 3 photo. VGG16 keeps the
+#: activations of its largest batch: 64 photos at once cost 2.1 GB more memory, 13 about 0.4 GB.
+MODEL_CALL_VALUES = 2 * 2**20
+
+
+def copies_per_call(model: keras.Model, batch_size: int) -> int:
+    """``batch_size``, lowered so that one call's inputs hold at most :data:`MODEL_CALL_VALUES`
+    values (for a model whose input shape is known; otherwise ``batch_size``).
+    """
+    shape = model.inputs[0].shape[1:] if getattr(model, "inputs", None) else ()
+    if not shape or any(d is None for d in shape):
+        return batch_size
+    return max(1, min(batch_size, MODEL_CALL_VALUES // int(np.prod(shape))))
+
+
 # Perturbation methods query the model with many altered copies of each image; they get the
 # call's ``batch_size`` too and build and predict the copies that many at a time.
 def predict_built(model: keras.Model, n: int, build: Callable[[np.ndarray], np.ndarray],
@@ -394,10 +410,12 @@ def predict_built(model: keras.Model, n: int, build: Callable[[np.ndarray], np.n
     """Outputs (n, k) float32 of ``model`` for ``n`` inputs built ``batch_size`` at a time.
 
     ``build(indices)`` returns the inputs with those indices, (b, H, W, C). Only one batch of
-    inputs exists at once, never all ``n`` (e.g. every occluded copy of every image).
+    inputs exists at once, never all ``n`` (e.g. every occluded copy of every image), and a
+    batch of large images is smaller (:func:`copies_per_call`). Outputs do not depend on it.
     """
+    size = copies_per_call(model, _checks.positive_int(batch_size, "batch_size"))
     out = [np.asarray(model.predict_on_batch(build(np.arange(sl.start, sl.stop))), np.float32)
-           for sl in _checks.batches(n, batch_size)]
+           for sl in _checks.batches(n, size)]
     return np.concatenate(out)
 
 
@@ -462,7 +480,8 @@ def _occlusion(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
     return total / np.outer(rows.sum(0), cols.sum(0))
 
 
-#: Masked copies shap's Partition explainer evaluates per model call. Fixed, not the call's
+#: Masked copies shap's Partition explainer asks for at once (predicted in calls of at most
+#: :func:`copies_per_call` copies). Fixed, not the call's
 #: ``batch_size``: the explainer expands that many partition cells per round, so its values
 #: depend on it (at a given ``max_evals``).
 SHAP_BATCH = 64
@@ -491,7 +510,8 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
 
     def score(x: np.ndarray) -> np.ndarray:
         x = np.where(np.isnan(x), current["hidden"], x)
-        return _target_scores(logits.predict_on_batch(x), np.full(len(x), current["target"]))
+        outputs = predict_built(logits, len(x), lambda idx: x[idx], SHAP_BATCH)
+        return _target_scores(outputs, np.full(len(x), current["target"]))
 
     maps = []
     for image, target, hidden in zip(images, targets, blurred):  # shap explains one image a call

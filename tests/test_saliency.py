@@ -328,3 +328,24 @@ def test_shap_partition_is_seeded_adds_up_and_ranks_the_read_region_first(read_r
     for m in a:
         assert near.ravel()[np.argsort(-m.ravel())[:16]].all()
         assert m[region].mean() > 8 * np.abs(m[~region]).mean()
+
+
+def test_large_inputs_are_predicted_in_smaller_calls_with_the_same_maps(read_region, monkeypatch):
+    """A model call holds at most MODEL_CALL_VALUES input values (VGG16: 13 photos, not 64)."""
+    model, x, _ = read_region
+    vgg_sized = keras.Sequential([keras.Input((224, 224, 3)), keras.layers.GlobalAveragePooling2D()])
+    assert saliency.copies_per_call(vgg_sized, 64) == saliency.MODEL_CALL_VALUES // (224 * 224 * 3) == 13
+    assert saliency.copies_per_call(vgg_sized, 8) == 8 and saliency.copies_per_call(model, 64) == 64
+    any_size = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D()])
+    assert saliency.copies_per_call(any_size, 64) == 64  # unknown input size: the caller's batch
+    settings = {"occlusion": {"patch": 4, "stride": 2}, "shap": {"max_evals": 100}}
+    before = {m: saliency.compute(model, x, m, 1, **s).raw for m, s in settings.items()}
+    calls, predict = [], keras.Model.predict_on_batch
+    monkeypatch.setattr(saliency, "MODEL_CALL_VALUES", 3 * 16 * 16)  # 3 copies per call
+    monkeypatch.setattr(keras.Model, "predict_on_batch",
+                        lambda self, b: calls.append(len(b)) or predict(self, b))
+    for m, s in settings.items():
+        calls.clear()
+        after = saliency.compute(model, x, m, 1, **s).raw
+        np.testing.assert_allclose(after, before[m], rtol=1e-5, atol=1e-6, err_msg=m)
+        assert calls and max(calls) <= 3, (m, calls)
