@@ -121,13 +121,15 @@ class RowwiseImages:
             return np.asarray(self)[key]
         rows = np.arange(len(self))[first]  # NumPy's own rules (and errors) for the row index
         if np.ndim(rows) == 0:
-            return self._of(np.array([rows]))[0][rest] if rest else self._of(np.array([rows]))[0]
+            return self._of(rows[None])[0][rest]
         out = np.empty((len(rows), *self.shape[1:]), np.float32)
         for sl in _checks.batches(len(rows), 512):
             out[sl] = self._of(rows[sl])
-        return out[(slice(None), *rest)] if rest else out
+        return out[(slice(None), *rest)]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("RowwiseImages makes its rows when read: np.asarray cannot avoid a copy")
         out = self[:]
         return out if dtype is None else out.astype(dtype, copy=False)
 
@@ -138,11 +140,6 @@ class RowwiseImages:
 
     def __repr__(self) -> str:
         return f"RowwiseImages(shape={self.shape}, dtype=float32)"
-
-
-def _rows_of(images, rows: np.ndarray) -> np.ndarray:
-    """``images[rows]`` for a NumPy array or a :class:`RowwiseImages`."""
-    return images[np.asarray(rows, np.int64)]
 
 
 def _region_rows(masks: Mapping[str, np.ndarray], key: str, rows: np.ndarray) -> np.ndarray:
@@ -352,7 +349,7 @@ def mask_to_lungs(cxr_data: CourseCXR, dilate_px: int = 3) -> CourseCXR:
         note = f", only the {int(has.sum()):,} images that have a mask"
     images, masks = cxr_data.images, cxr_data.masks
     lung_masked = _lazy(cxr_data, lambda rows: apply_lung_mask(
-        _rows_of(images, rows), _region_rows(masks, "lungs", rows), dilate_px))
+        images[rows], _region_rows(masks, "lungs", rows), dilate_px))
     return dataclasses.replace(
         cxr_data, images=lung_masked,
         train_idx=train_idx, test_idx=test_idx,
@@ -419,7 +416,7 @@ def _keep_only(cxr_data: CourseCXR, keep_rows: Callable[[np.ndarray], np.ndarray
     images = cxr_data.images
 
     def kept(rows: np.ndarray) -> np.ndarray:
-        return np.where(keep_rows(rows)[..., None], _rows_of(images, rows), np.float32(0))
+        return np.where(keep_rows(rows)[..., None], images[rows], np.float32(0))
 
     return dataclasses.replace(
         cxr_data, images=_lazy(cxr_data, kept), description=cxr_data.description + f"; {what}",

@@ -14,18 +14,26 @@ RUNTIME_PACKAGES = ("tensorflow", "keras", "tf-keras-vis", "numpy", "scipy", "sc
 PACKAGES = RUNTIME_PACKAGES + ("jupyterlab", "nbval")
 
 
+#: Distributions that install a package under another name (TensorFlow's CPU-only and macOS builds).
+_BUILDS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos")}
+
+
+def version(name: str) -> str:
+    """Installed version of the package ``name`` (a distribution name), or 'missing'.
+
+    TensorFlow is found whichever build provides it (:data:`_BUILDS`).
+    """
+    for dist in _BUILDS.get(name, (name,)):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "missing"
+
+
 def package_versions() -> dict[str, str]:
     """Installed version of each package in :data:`PACKAGES` ('missing' if absent)."""
-    out = {}
-    for name in PACKAGES:
-        # TensorFlow ships as `tensorflow` or, on Linux x86-64, as the smaller `tensorflow-cpu`
-        for dist in ((name, "tensorflow-cpu") if name == "tensorflow" else (name,)):
-            try:
-                out[name] = importlib.metadata.version(dist)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                out[name] = "missing"
-    return out
+    return {name: version(name) for name in PACKAGES}
 
 
 def devices() -> list[str]:

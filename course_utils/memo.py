@@ -150,15 +150,9 @@ def _same(saved: np.ndarray, now: np.ndarray) -> bool:
 
 def _stack() -> dict[str, str]:
     """TensorFlow and Keras versions (a result computed by another version is computed anew)."""
-    import importlib.metadata as md
+    from .environment import version
 
-    out = {}
-    for dist in ("tensorflow", "keras"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+    return {dist: version(dist) for dist in ("tensorflow", "keras")}
 
 
 def _describe(value: Any, name: str, checks: dict[str, np.ndarray]) -> Any:

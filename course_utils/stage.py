@@ -47,18 +47,10 @@ def staged_notebooks(root: Path, numbers: tuple[str, ...] = TRAINING_NOTEBOOKS) 
 
 def software_stack() -> dict[str, str]:
     """Versions that decide whether a saved model loads and computes the same: Python, TF, Keras."""
-    import importlib.metadata
+    from .environment import version
 
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    tf = next((v for d in ("tensorflow", "tensorflow-cpu", "tensorflow-macos")
-               if (v := version(d)) != "not installed"), "not installed")
-    return {"python": platform.python_version(), "tensorflow": tf, "keras": version("keras"),
-            "numpy": version("numpy"), "course": version("saliency-course"),
+    return {"python": platform.python_version(), "tensorflow": version("tensorflow"),
+            "keras": version("keras"), "numpy": version("numpy"), "course": version("saliency-course"),
             "system": f"{platform.system()} {platform.machine()}"}
 
 

@@ -190,6 +190,8 @@ def test_variants_make_exactly_the_rows_read_as_the_whole_array_would():
         x, want = v.images, expected[name]
         assert isinstance(x, data.RowwiseImages) and x.shape == d.images.shape and len(x) == 300
         np.testing.assert_array_equal(np.asarray(x), want)
+        with pytest.raises(ValueError, match="cannot avoid a copy"):
+            np.asarray(x, copy=False)
         np.testing.assert_array_equal(x[rows], want[rows])
         np.testing.assert_array_equal(x[7], want[7])
         np.testing.assert_array_equal(x[-3:], want[-3:])
