@@ -236,7 +236,7 @@ def _builder(architecture: str) -> Callable[..., keras.Model]:
 
 
 #: Bump when the architecture or the training recipe changes: cached models are then retrained.
-CXR_RECIPE_VERSION = 1
+CXR_RECIPE_VERSION = 2  # 2: batches read per step by TrainingRows (1: one fitted copy)
 #: Training epochs in full / fast mode (early stopping on validation loss may stop sooner).
 CXR_EPOCHS = (20, 4)
 
@@ -285,6 +285,47 @@ class EpochProgress(keras.callbacks.Callback):
             self.bar.close()
 
 
+class TrainingRows(keras.utils.PyDataset):
+    """The training batches of ``images[rows]``, read one batch per step (no copy of the rows).
+
+    ``images``: (n, H, W, C) float32 array, or any object indexed like one (e.g. a
+    :class:`course_utils.data.RowwiseImages`, whose rows are made when read); ``labels``:
+    (n,) 0/1; ``rows``: (m,) int row indices to train on. Each epoch visits every row once, in
+    the order ``default_rng((seed, epoch)).permutation(rows)``, so a seed gives the same
+    batches on every machine; the indices inside a batch are sorted (reading in order is
+    faster, and the batch mean does not depend on order). ``keras.Model.fit(..., shuffle=False)``
+    calls :meth:`on_epoch_end`, which moves to the next epoch's order.
+
+    Why not ``fit(images[rows], ...)``: that copy is 7,200 x 128 x 128 float32 = 470 MB, which
+    Keras then copies again into its own tensors (measured: training peak +1.28 GiB with the
+    copies, +0.45 GiB reading batches).
+    """
+
+    def __init__(self, images, labels: np.ndarray, rows: np.ndarray, *, batch_size: int = 64,
+                 seed: int = config.SEED):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images, self.labels = images, np.asarray(labels, np.float32)
+        self.rows = np.asarray(rows, np.int64)
+        if self.rows.ndim != 1 or not len(self.rows):
+            raise ValueError(f"rows must be a non-empty 1-D index array, got shape {self.rows.shape}")
+        self.batch_size, self.seed, self.epoch = int(batch_size), int(seed), 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng((self.seed, self.epoch)).permutation(self.rows)
+
+    def __len__(self) -> int:
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        return (np.asarray(self.images[batch], np.float32), self.labels[batch])
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()
+
+
 def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = config.SEED,
                     epochs: int | None = None, batch_size: int = 64,
                     validation_fraction: float = 0.1, learning_rate: float = 1e-3,
@@ -298,6 +339,7 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
     ``validation_fraction`` of them is held out for early stopping (best weights restored).
     ``rows``: train on these rows of ``images``/``labels`` only (e.g. a data set's training
     split) — the same model as passing ``images[rows], labels[rows]``, without that copy.
+    Batches are read per step by :class:`TrainingRows` (seeded order per epoch).
     ``progress``: show a progress bar over epochs (:class:`EpochProgress`).
     Returns ``(model, history, seconds)``. Seeded: the same call gives the same model.
     """
@@ -314,11 +356,12 @@ def train_cxr_model(images: np.ndarray, labels: np.ndarray, *, seed: int = confi
                   metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
     start = time.perf_counter()
-    hist = model.fit(images[fit_idx], labels[fit_idx].astype("float32"), batch_size=batch_size,
-                     epochs=epochs, validation_data=(images[val_idx],
-                                                     labels[val_idx].astype("float32")),
+    batches = TrainingRows(images, labels, fit_idx, batch_size=batch_size, seed=seed)
+    hist = model.fit(batches, epochs=epochs, shuffle=False, verbose=0,
+                     validation_data=(np.asarray(images[val_idx], np.float32),
+                                      labels[val_idx].astype("float32")),
                      callbacks=[stop, *([EpochProgress(epochs, f"training ({architecture})")]
-                                        if progress else [])], shuffle=True, verbose=0)
+                                        if progress else [])])
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return model, history, seconds

@@ -497,6 +497,12 @@ def psc_scatter(results: dict[str, dict[str, object]], *, size: float = 2.4) -> 
             if res is None:
                 ax.set_axis_off()
                 continue
+            if getattr(res, "undefined", ""):
+                ax.set_title(f"{NAMES.get(method, method)}\nPSC undefined")
+                ax.text(0.5, 0.5, res.undefined.split(";")[0], ha="center", va="center",
+                        wrap=True, fontsize=7, transform=ax.transAxes)
+                ax.set_xticks([]), ax.set_yticks([])
+                continue
             dp, ds = np.asarray(res.d_pred), np.asarray(res.d_sal)
             ax.scatter(dp, ds, s=9, alpha=0.55, color="tab:blue", linewidths=0)
             if np.ptp(dp) > 0:

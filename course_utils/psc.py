@@ -116,6 +116,9 @@ class PSCResult:
             defined (neither side constant); the interval uses only these.
         n_filled: images whose NaN D_sal (an all-zero map) was replaced by the mean.
         confidence: the interval's confidence level.
+        undefined: empty, or why PSC could not be computed (e.g. every map of the method was
+            all zero, as Grad-CAM's can be for a class the model reads as absence of features);
+            then ``r``, the CI, the p-value and ``d_sal`` are NaN (see :func:`psc_study`).
     """
 
     r: float
@@ -129,6 +132,7 @@ class PSCResult:
     n_boot_valid: int
     n_filled: int
     confidence: float
+    undefined: str = ""
 
     @property
     def estimate(self) -> stats.Estimate:
@@ -136,8 +140,15 @@ class PSCResult:
         return stats.Estimate(self.r, self.ci_low, self.ci_high)
 
     def __str__(self) -> str:
+        if self.undefined:
+            return f"PSC undefined ({self.undefined}, n = {self.n})"
         return (f"PSC = {self.r:.2f} ({self.confidence:.0%} CI {self.ci_low:.2f}\u2013{self.ci_high:.2f}, "
                 f"n = {self.n})")
+
+
+class UndefinedPSC(ValueError):
+    """PSC cannot be computed for these inputs: every map is all zero, or D_pred or D_sal is
+    the same for every image (a correlation needs both sides to vary)."""
 
 
 def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps_after: np.ndarray,
@@ -166,9 +177,9 @@ def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps
         :class:`PSCResult`; ``str(result)`` reads "PSC = 0.21 (95% CI 0.08–0.34, n = 200)".
 
     Raises:
-        ValueError: mismatched shapes, n < 3, probabilities not finite or outside [0, 1], all
-        saliency maps zero, or D_pred or D_sal constant over images (PSC undefined, e.g. the
-        maps or the predictions did not change at all).
+        ValueError: mismatched shapes, n < 3, probabilities not finite or outside [0, 1].
+        UndefinedPSC (a ValueError): all saliency maps zero, or D_pred or D_sal constant over
+        images (e.g. the maps or the predictions did not change at all).
     """
     pb, pa = _checks.probabilities(p_before, "p_before"), _checks.probabilities(p_after, "p_after")
     _checks.same_shape(pb, pa, ("p_before", "p_after"))
@@ -183,11 +194,11 @@ def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps
     d_sal = saliency_divergence(mb, ma)
     missing = np.isnan(d_sal)
     if missing.all():
-        raise ValueError("every image has an all-zero saliency map (before or after); D_sal is undefined")
+        raise UndefinedPSC("every image has an all-zero saliency map (before or after); D_sal is undefined")
     d_sal[missing] = d_sal[~missing].mean()
     for name, d, what in (("D_pred", d_pred, "predicted probabilities"), ("D_sal", d_sal, "saliency maps")):
         if (d == d[0]).all():
-            raise ValueError(f"{name} is constant ({d[0]:.3g} nats for all {n} images): the {what} changed "
+            raise UndefinedPSC(f"{name} is constant ({d[0]:.3g} nats for all {n} images): the {what} changed "
                              f"by the same amount for every image (e.g. not at all), so their correlation "
                              f"with the other side (PSC) is undefined")
     res = sp_stats.pearsonr(d_pred, d_sal)
@@ -254,6 +265,9 @@ def psc_study(explain: Mapping[str, Explain], x: np.ndarray, attack: perturb.Att
     Returns:
         :class:`PSCStudy`. PSC is :func:`psc` of ``attack.p_before``/``p_after`` and the
         raw maps, per method (Zhang et al.'s definition, as the authors' code computes it).
+        A method for which PSC is undefined (:class:`UndefinedPSC`, e.g. all its maps are
+        zero) gets a NaN result whose ``undefined`` says why, and a printed note; the other
+        methods are unaffected.
     """
     x = np.asarray(x, np.float32)
     if x.shape != attack.x_adv.shape:
@@ -271,10 +285,22 @@ def psc_study(explain: Mapping[str, Explain], x: np.ndarray, attack: perturb.Att
         before[method] = _checks.maps_of(f(x, target) if given is None else given, x, method)
         after[method] = _checks.maps_of(f(attack.x_adv, target), x, method)
         seconds[method] = time.perf_counter() - start
-        results[method] = psc(attack.p_before, attack.p_after, before[method], after[method],
-                              n_boot=n_boot, seed=seed)
+        try:
+            results[method] = psc(attack.p_before, attack.p_after, before[method], after[method],
+                                  n_boot=n_boot, seed=seed)
+        except UndefinedPSC as e:
+            results[method] = _undefined(attack, len(x), n_boot, str(e))
+            print(f"note: {name or attack.method}, {method}: PSC undefined - {e}", flush=True)
     return PSCStudy(name or attack.method.replace("_", " "), x, attack, before, after, results,
                     seconds)
+
+
+def _undefined(attack: perturb.AttackResult, n: int, n_boot: int, why: str) -> PSCResult:
+    """A :class:`PSCResult` of NaNs saying ``why`` PSC could not be computed."""
+    d_pred = prediction_divergence(attack.p_before, attack.p_after)
+    return PSCResult(r=np.nan, ci_low=np.nan, ci_high=np.nan, p_value=np.nan, d_pred=d_pred,
+                     d_sal=np.full(n, np.nan), n=n, n_boot=int(n_boot), n_boot_valid=0,
+                     n_filled=0, confidence=0.95, undefined=why)
 
 
 #: Columns of :func:`psc_table`, in order.

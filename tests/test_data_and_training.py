@@ -144,3 +144,50 @@ def test_the_phantom_is_rendered_once_then_loaded_checked_and_rendered_again_if_
     assert data.phantom_set(70, 64, seed=5, marker_strength=0.5).masks.bits.shape == (70, 64, 64)
     assert capsys.readouterr().out == ""
     assert not list(files[0].parent.glob(".*partial*"))  # no temporary file left behind
+
+
+def test_training_rows_visit_every_row_once_per_epoch_in_a_seeded_new_order():
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    labels = np.arange(10) % 2
+    rows = np.array([1, 2, 3, 5, 7, 8, 9])
+    batches = models.TrainingRows(images, labels, rows, batch_size=3, seed=4)
+    assert len(batches) == 3
+
+    def epoch():
+        seen = [batches[i] for i in range(len(batches))]
+        for x, y in seen:
+            assert (np.diff(x.reshape(-1)) > 0).all()  # sorted within a batch
+            np.testing.assert_array_equal(y, x.reshape(-1) % 2)  # labels follow their images
+        return np.concatenate([x.reshape(-1) for x, _ in seen])
+
+    first = epoch()
+    assert sorted(first) == list(rows) and [len(batches[i][0]) for i in range(3)] == [3, 3, 1]
+    batches.on_epoch_end()
+    second = epoch()
+    assert sorted(second) == list(rows) and not np.array_equal(first, second)
+    again = models.TrainingRows(images, labels, rows, batch_size=3, seed=4)
+    np.testing.assert_array_equal(np.concatenate([again[i][0].reshape(-1) for i in range(3)]),
+                                  first)
+    with pytest.raises(ValueError, match="non-empty"):
+        models.TrainingRows(images, labels, np.array([], int))
+
+
+def test_training_two_epochs_is_deterministic_and_reads_no_copy_of_the_images(small):
+    read = []
+
+    def make_rows(rows):
+        read.append(len(rows))
+        return small.images[rows]
+
+    lazy = data.RowwiseImages(len(small.labels), small.images.shape[1:], make_rows)
+    m1, h1, _ = models.train_cxr_model(lazy, small.labels, epochs=2, seed=11, patience=5,
+                                       rows=small.train_idx, progress=False)
+    n_fit = len(small.train_idx) - round(0.1 * len(small.train_idx))
+    assert max(read) <= max(64, len(small.train_idx) - n_fit)  # one batch, or the validation rows
+    assert sum(r for r in read if r <= 64) >= 2 * n_fit  # every training row read in each epoch
+    assert len(h1["loss"]) == 2
+    m2, h2, _ = models.train_cxr_model(small.images, small.labels, epochs=2, seed=11, patience=5,
+                                       rows=small.train_idx, progress=False)
+    assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-5)
+    xt, _ = small.split("test")
+    np.testing.assert_allclose(models.predict_p(m1, xt), models.predict_p(m2, xt), atol=1e-5)

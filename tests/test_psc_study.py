@@ -295,3 +295,22 @@ def test_notebook_05_plots(saved):
     assert sum("perturbed" in t for t in titles) == 5
     assert ("perturbed" in titles[1]) == bool(quiz.perturbed_right[0])
     assert saved(fig, "reveal")
+
+
+def test_a_method_whose_maps_are_all_zero_gets_an_undefined_psc_and_the_others_go_on(capsys):
+    model = tiny_mlp(seed=1)
+    x = np.random.default_rng(2).uniform(0, 1, (24, 8, 8, 1)).astype(np.float32)
+    attack = perturb.pgd(model, x, 0.1, steps=3)
+    zeros = lambda imgs, t: np.zeros(imgs.shape[:3], np.float32)  # noqa: E731 - e.g. Grad-CAM
+    study = psc.psc_study({"coupled": _coupled_explainer(model), "zero": zeros}, x, attack,
+                          n_boot=50, seed=3)
+    assert "PSC undefined" in capsys.readouterr().out
+    assert study.psc["coupled"].r == pytest.approx(1.0, abs=1e-6) and not study.psc["coupled"].undefined
+    dead = study.psc["zero"]
+    assert "all-zero" in dead.undefined and "PSC undefined" in str(dead)
+    assert np.isnan([dead.r, dead.ci_low, dead.ci_high]).all() and np.isnan(dead.d_sal).all()
+    np.testing.assert_array_equal(dead.d_pred, study.d_pred)
+    table = psc.psc_table([study]).set_index("method")
+    assert np.isnan(table.loc["zero", "PSC"]) and table.loc["coupled", "PSC"] == pytest.approx(1.0)
+    fig = plots.psc_scatter({"pgd": study.psc})  # the undefined panel says so instead of failing
+    assert "PSC undefined" in fig.axes[1].get_title()
