@@ -148,7 +148,8 @@ class PSCResult:
 
 class UndefinedPSC(ValueError):
     """PSC cannot be computed for these inputs: every map is all zero, or D_pred or D_sal is
-    the same for every image (a correlation needs both sides to vary)."""
+    the same for every image (a correlation needs both sides to vary).
+    """
 
 
 def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps_after: np.ndarray,
