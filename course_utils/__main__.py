@@ -14,7 +14,7 @@ Tools (run in the current environment):
 
 * ``doctor``   – versions, devices, memory, fast/offline mode, network, which assets are cached.
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
-* ``stage``    – prefetch, then run notebooks 02-06 and their solutions into the data folder so
+* ``stage``    – prefetch, then run notebooks 01-06 and their solutions into the data folder so
   every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
 * ``cut``      – write core-path copies of the notebooks into ``notebooks/core/`` (a class runs
   those with Run All).

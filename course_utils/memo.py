@@ -85,11 +85,15 @@ def source_digest(paths: list[Path]) -> str:
 
 
 def model_digest(model: Any) -> str:
-    """SHA-256 (16 hex digits) of a Keras model's layer types and weights (shapes, dtypes, bytes)."""
+    """SHA-256 (16 hex digits) of a Keras model's layer types and weights (shapes, dtypes, bytes).
+
+    The weights are read one variable at a time (``get_weights()`` would copy all of them at
+    once: +0.55 GB for VGG16); the digest is the same.
+    """
     h = hashlib.sha256()
     h.update(",".join(type(layer).__name__ for layer in model.layers).encode())
-    for w in model.get_weights():
-        w = np.ascontiguousarray(w)
+    for variable in model.weights:
+        w = np.ascontiguousarray(variable.numpy())
         h.update(f"{w.dtype}{w.shape}".encode())
         h.update(w.tobytes())
     return h.hexdigest()[:16]

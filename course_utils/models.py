@@ -27,7 +27,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from keras import layers
 
-from . import assets, config, stage
+from . import _checks, assets, config, stage
 
 VGG16_FILENAME = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 IMAGE_SIZE = 224
@@ -156,7 +156,7 @@ def preprocess_vgg16(pixels: np.ndarray) -> np.ndarray:
 
 def predict_probs(model: keras.Model, pixels: np.ndarray, batch_size: int = 8) -> np.ndarray:
     """Softmax probabilities (n, 1000) for RGB images (n, 224, 224, 3) in [0, 255]."""
-    return np.asarray(model.predict(preprocess_vgg16(pixels), batch_size=batch_size, verbose=0))
+    return predict_batches(model, preprocess_vgg16(pixels), batch_size)
 
 
 def top_k(probs: np.ndarray, k: int = 5) -> list[list[tuple[int, str, float]]]:
@@ -376,8 +376,28 @@ def predict_p(model: keras.Model, inputs: np.ndarray, batch_size: int = 64) -> n
     the session (measured for the course CNN at 128 px, 800 images: +0.65 GB at 256, +0.2 GB
     at 64, equally fast).
     """
-    return np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0),
-                      dtype=np.float32).reshape(-1)
+    return predict_batches(model, inputs, batch_size).reshape(-1)
+
+
+def predict_batches(model: keras.Model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's outputs (n, k) float32 for ``inputs`` (n, ...), ``batch_size`` rows per call.
+
+    Each call is ``predict_on_batch``: the same compiled function and numbers as
+    ``model.predict``, without its per-call set-up (measured on 114 table rows: 50 ms for
+    ``predict``, 1 ms here), which dominated loops of small predictions (permutation
+    importance, perturbation curves). Inputs are read a batch at a time (a lazy array works).
+    """
+    n = len(inputs)
+    if n == 0:
+        return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
+    return np.concatenate([np.asarray(model.predict_on_batch(_floats(inputs[sl])), np.float32)
+                           for sl in _checks.batches(n, batch_size)])
+
+
+def _floats(batch: np.ndarray) -> np.ndarray:
+    """``batch`` as an array, float64 made float32 (what ``model.predict`` feeds the model)."""
+    batch = np.asarray(batch)
+    return batch.astype(np.float32) if batch.dtype == np.float64 else batch
 
 
 def _save_atomically(model: keras.Model, meta: dict, path: Path) -> None:

@@ -1,11 +1,11 @@
-"""Stage a workshop data folder: every asset *and* every trained model notebooks 02-06 need.
+"""Stage a workshop data folder: every asset, trained model and slow result notebooks 01-06 need.
 
-``python -m course_utils stage`` (or ``make stage``) runs notebooks 02-06 and their solution
+``python -m course_utils stage`` (or ``make stage``) runs notebooks 01-06 and their solution
 notebooks once, headless, with the data folder as their cache: every model they train is saved
 there under the same cache key a learner's notebook will ask for, because it is the notebooks'
 own code that trains them. The slowest computed results (notebook 05's attacks, 03's
-perturbation maps and faithfulness curves; :mod:`course_utils.memo`) land in ``<data>/results/``
-the same way. The executed notebooks are kept in ``<data>/staged/`` as reference
+perturbation maps and faithfulness curves, 01's slow VGG16 maps; :mod:`course_utils.memo`) land
+in ``<data>/results/`` the same way. The executed notebooks are kept in ``<data>/staged/`` as reference
 outputs (what a correct run prints). A manifest (``<data>/staged/manifest.json``) records the
 mode, the software stack and a checksum of every model; ``stage --check`` and ``doctor`` verify
 the folder against it.
@@ -31,13 +31,14 @@ from . import config, data, memo
 #: Sub-folder of the data folder with the manifest and the executed reference notebooks.
 STAGED_DIR = "staged"
 MANIFEST_NAME = "manifest.json"
-#: The notebooks that train models (learner notebooks; their solutions are added when present).
-TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06")
+#: The notebooks staged: 02-06 train models; 01 keeps its slow VGG16 maps (learner notebooks;
+#: their solutions are added when present).
+STAGED_NOTEBOOKS = ("01", "02", "03", "04", "05", "06")
 #: Manifest format version (bump when its fields change meaning).
 MANIFEST_VERSION = 1
 
 
-def staged_notebooks(root: Path, numbers: tuple[str, ...] = TRAINING_NOTEBOOKS) -> list[Path]:
+def staged_notebooks(root: Path, numbers: tuple[str, ...] = STAGED_NOTEBOOKS) -> list[Path]:
     """Learner notebooks ``NN_*.ipynb`` for ``numbers``, then their solution notebooks, in order."""
     learner = [p for n in numbers for p in sorted((root / "notebooks").glob(f"{n}_*.ipynb"))]
     solutions = [p for n in numbers

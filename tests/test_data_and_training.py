@@ -191,3 +191,17 @@ def test_training_two_epochs_is_deterministic_and_reads_no_copy_of_the_images(sm
     assert h1["loss"] == pytest.approx(h2["loss"], rel=1e-5)
     xt, _ = small.split("test")
     np.testing.assert_allclose(models.predict_p(m1, xt), models.predict_p(m2, xt), atol=1e-5)
+
+
+def test_predictions_equal_keras_predict_for_any_size_and_a_lazy_array(small):
+    """predict_p / predict_batches: model.predict's numbers, per batch, for 0, 1, 65 rows and a lazy array."""
+    cnn = models.build_cxr_cnn(small.image_size, width=4)
+    x = small.images[:65]
+    expected = cnn.predict(x, batch_size=64, verbose=0).reshape(-1)
+    np.testing.assert_array_equal(models.predict_p(cnn, x), expected)
+    np.testing.assert_array_equal(models.predict_p(cnn, x[:1]), expected[:1])
+    np.testing.assert_array_equal(models.predict_p(cnn, x.astype(np.float64)), expected)
+    assert models.predict_p(cnn, x[:0]).shape == (0,)
+    lazy = data.RowwiseImages(65, x.shape[1:], lambda rows: x[rows])
+    np.testing.assert_array_equal(models.predict_p(cnn, lazy), expected)
+    assert models.predict_batches(cnn, x, 7).shape == (65, 1)

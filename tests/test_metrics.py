@@ -285,3 +285,18 @@ def test_binary_report_skill_names_the_majority_floor_and_one_class_models():
     one_off = metrics.binary_report(y, np.r_[np.full(29, 0.9), 0.1, np.full(10, 0.9) * np.r_[0, np.ones(9)]],
                                     n_boot=50)  # 31 of 40 right, barely above 75 %
     assert "no better than the floor" in one_off.skill()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_map_ranks_equal_scipy_rankdata_with_ties_and_nan(dtype):
+    """metrics._ranks: scipy.stats.rankdata's average ranks, row by row (ties, constant maps, NaN)."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    maps = rng.integers(0, 5, (6, 9, 11)).astype(dtype)  # many ties
+    maps[1] = 3  # a constant map: every pixel the mean rank
+    maps[2] = rng.normal(size=(9, 11)).astype(dtype) if dtype != np.int64 else maps[2]
+    if dtype != np.int64:
+        maps[3, 4, 5] = np.nan
+    expected = rankdata(maps.reshape(6, -1).astype(np.float64), axis=-1)
+    np.testing.assert_array_equal(metrics._ranks(maps), expected)

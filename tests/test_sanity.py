@@ -1,6 +1,8 @@
 """Sanity checks of maps, similarity measures, model variants and noise stability."""
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pandas as pd
@@ -536,3 +538,22 @@ def test_a_map_reference_gives_exactly_the_similarities_of_the_maps():
     np.testing.assert_array_equal(stats.spearman(a.reshape(6, -1), b.reshape(6, -1)), direct["spearman"])
     with pytest.raises(ValueError, match="same shape"):
         metrics.similarities(ref, b[:3])
+
+
+def test_a_loaded_map_reports_the_seconds_computing_it_took_not_its_load(cnn, images, monkeypatch):
+    """Cascade and move timings read a cached map's own seconds (a staged folder's maps load fast)."""
+    explain = saliency.explainer(cnn, "smoothgrad", cache=True, smooth_samples=2)
+    targets = np.ones(len(images), np.int64)
+    first, took = sanity._timed_maps(explain, images, targets)
+    real = saliency.compute
+
+    @functools.wraps(real)  # the same name, so the same cache key
+    def never(*args, **kwargs):
+        pytest.fail("computed again instead of loaded")
+
+    monkeypatch.setattr(saliency, "compute", never)
+    again, took_again = sanity._timed_maps(explain, images, targets)
+    np.testing.assert_array_equal(first, again)
+    assert took_again == pytest.approx(took) and took > 0
+    maps, wall = sanity._timed_maps(lambda x, t: np.zeros(x.shape[:3], np.float32), images, targets)
+    assert maps.shape == images.shape[:3] and wall >= 0

@@ -107,11 +107,11 @@ def test_check_reports_another_software_stack(staged, tmp_path):
 
 def test_staged_notebooks_are_learners_then_solutions(tmp_path):
     for rel in ("notebooks/03_b.ipynb", "notebooks/02_a.ipynb", "notebooks/01_x.ipynb",
-                "notebooks/solutions/02_a_solutions.ipynb"):
+                "notebooks/00_s.ipynb", "notebooks/solutions/02_a_solutions.ipynb"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("{}")
     names = [p.name for p in stage.staged_notebooks(tmp_path)]
-    assert names == ["02_a.ipynb", "03_b.ipynb", "02_a_solutions.ipynb"]
+    assert names == ["01_x.ipynb", "02_a.ipynb", "03_b.ipynb", "02_a_solutions.ipynb"]
 
 
 def test_real_data_key_survives_a_copy_to_another_path(tmp_path, monkeypatch):
