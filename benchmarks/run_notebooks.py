@@ -42,6 +42,14 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = {"fast_total_s": 300, "full_total_s": 900, "staged_total_s": 360, "peak_gb": 3.5}
 TOP = 10  # cells listed in the profile
+#: Sections timed on their own (issue 14's additions): name -> (notebook number, cell ids or
+#: id prefixes ending in "-"). 01's cost table computes all seven methods in one cell.
+SECTIONS = {
+    "01 cost table (7 methods, occlusion and SHAP included)": ("01", ("cell-24",)),
+    "03 faithfulness: occlusion, SHAP, deletion/insertion, ROAD": ("03", ("faith03-",)),
+    "03 site shortcut (two simulated sites)": ("03", ("sites03-",)),
+    "04 sanity check of occlusion and SHAP": ("04", ("perturb-cascade-",)),
+}
 
 # Runs in a subprocess: executes one notebook, writing one JSON line per cell to argv[3].
 _EXECUTE = """
@@ -157,6 +165,34 @@ def _profile_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def _in_section(cell_id: str, ids: tuple[str, ...]) -> bool:
+    return any(cell_id.startswith(i) if i.endswith("-") else cell_id == i for i in ids)
+
+
+def _section_lines(rows: list[dict]) -> list[str]:
+    """Markdown: seconds and peak memory of each of :data:`SECTIONS`, per mode (learner notebooks)."""
+    modes = sorted({r["mode"] for r in rows}, key=lambda m: {"fast": 0, "full": 1, "staged": 2}[m])
+    out = ["", "### Sections", "",
+           "Seconds summed over the section's cells in the profiled run (the one nearest the median), "
+           "the largest peak of its cells, and the section's share of its notebook's wall time.", "",
+           "| section | " + " | ".join(f"{m}: s (share), peak GB" for m in modes) + " |",
+           "|---|" + "---|" * len(modes)]
+    for name, (number, ids) in SECTIONS.items():
+        cells_by_mode = []
+        for m in modes:
+            row = next((r for r in rows if r["mode"] == m and r["notebook"][:2] == number
+                        and "_solutions" not in r["notebook"]), None)
+            cells = [c for c in (row or {}).get("cells", []) if _in_section(c["id"], ids)]
+            if not cells:
+                cells_by_mode.append("-")
+                continue
+            seconds = sum(c["seconds"] for c in cells)
+            cells_by_mode.append(f"{seconds:.1f} ({seconds / row['seconds']:.0%}), "
+                                 f"{max(c['peak_gb'] for c in cells):.2f}")
+        out.append(f"| {name} | " + " | ".join(cells_by_mode) + " |")
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,7 +273,7 @@ def main() -> int:
     lines += ["", "| total | budget |", "|---|---|"]
     lines += [f"| {m}: {t} s | {BUDGET[m + '_total_s']} s |" for m, t in totals.items()]
     lines += [f"| peak memory: {peak} GB | {BUDGET['peak_gb']} GB per notebook |"]
-    lines += _profile_lines(rows) + [""]
+    lines += _section_lines(rows) + _profile_lines(rows) + [""]
     (args.out / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
     within = peak <= BUDGET["peak_gb"] and all(t <= BUDGET[m + "_total_s"] for m, t in totals.items())

@@ -5,6 +5,7 @@ Every function returns the matplotlib Figure (or a pandas DataFrame) and never c
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -94,8 +95,6 @@ def grid(images: Sequence[np.ndarray], maps: dict[str, np.ndarray] | None = None
 
 def photo_panel(photos, *, size: float = 3.2, width: int = 48) -> plt.Figure:
     """The photos in a row, each with its title and credit (author, licence, source) below."""
-    import textwrap
-
     fig, axes = plt.subplots(1, len(photos), figsize=(size * len(photos), size * 1.25),
                              squeeze=False)
     for ax, photo in zip(axes[0], photos):
@@ -499,8 +498,10 @@ def psc_scatter(results: dict[str, dict[str, object]], *, size: float = 2.4) -> 
                 continue
             if getattr(res, "undefined", ""):
                 ax.set_title(f"{NAMES.get(method, method)}\nPSC undefined")
-                ax.text(0.5, 0.5, res.undefined.split(";")[0], ha="center", va="center",
-                        wrap=True, fontsize=7, transform=ax.transAxes)
+                # ~12 characters of 7-pt text per inch keep the reason inside its panel
+                reason = textwrap.fill(res.undefined.split(";")[0], max(12, int(size * 12)))
+                ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes)
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
             dp, ds = np.asarray(res.d_pred), np.asarray(res.d_sal)

@@ -220,6 +220,24 @@ def test_benchmark_scripts_start(script):
     assert "usage" in done.stdout
 
 
+def test_benchmark_section_table_sums_the_sections_cells_per_mode():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "benchmarks" / "run_notebooks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cell = lambda i, s, peak: {"id": i, "seconds": s, "peak_gb": peak}  # noqa: E731
+    rows = [{"notebook": "03_saliency_pitfalls.ipynb", "mode": "fast", "seconds": 40.0,
+             "cells": [cell("faith03-01", 6.0, 1.5), cell("faith03-02", 4.0, 2.5), cell("cell-24", 9.0, 3.0),
+                       cell("sites03-01", 2.0, 1.0)]},
+            {"notebook": "03_saliency_pitfalls_solutions.ipynb", "mode": "fast", "seconds": 5.0,
+             "cells": [cell("faith03-01", 99.0, 9.0)]}]
+    table = "\n".join(bench._section_lines(rows))
+    assert "| 03 faithfulness: occlusion, SHAP, deletion/insertion, ROAD | 10.0 (25%), 2.50 |" in table
+    assert "| 03 site shortcut (two simulated sites) | 2.0 (5%), 1.00 |" in table
+    assert "| 04 sanity check of occlusion and SHAP | - |" in table
+
+
 # ---------------------------------------------------------------- core path and optional sections
 def _cell(source: str, *tags: str, kind: str = "code"):
     import nbformat

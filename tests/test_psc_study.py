@@ -314,3 +314,9 @@ def test_a_method_whose_maps_are_all_zero_gets_an_undefined_psc_and_the_others_g
     assert np.isnan(table.loc["zero", "PSC"]) and table.loc["coupled", "PSC"] == pytest.approx(1.0)
     fig = plots.psc_scatter({"pgd": study.psc})  # the undefined panel says so instead of failing
     assert "PSC undefined" in fig.axes[1].get_title()
+    fig.canvas.draw()  # the reason is wrapped to stay inside its panel
+    panel = fig.axes[1].get_window_extent()
+    reason = fig.axes[1].texts[0]
+    assert "all-zero" in reason.get_text().replace("\n", " ")
+    box = reason.get_window_extent()
+    assert panel.x0 <= box.x0 and box.x1 <= panel.x1 and panel.y0 <= box.y0 and box.y1 <= panel.y1
