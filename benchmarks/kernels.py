@@ -50,6 +50,8 @@ GOAL_BARE_RATIO = 1.2       # course's batched vanilla gradient / bare GradientT
 GOAL_PHANTOM_S = 10.0       # make_phantom_cxr(10_000, image_size=128)
 SEED = 42                   # config.SEED, the notebooks' seed
 PASSING = ("yes", "kink", "float")
+#: Adam steps of the divergence check rows of the two Dombrowski attacks (batched vs looped).
+CHECK_STEPS = (1, 5, 20)
 
 # Sizes: (full, quick).
 SIZES = {
@@ -302,7 +304,57 @@ def attack_rows(model, x, quick: bool, steps: int, repeat: int) -> list[dict]:
         rows.append(row(kind, name, "CXR CNN", len(x), kw, times, diff, equal, asserted, note))
         log(f"  batched {times['batched']:.2f}s looped {times['looped']:.2f}s "
             f"max Δx {diff['max_abs']:.2e} -> {equal}")
+        if name in ("prediction_attack", "explanation_attack") and equal != "yes":
+            rows += divergence_rows(fn, name, model, x, kw)
     return rows
+
+
+def divergence_rows(fn, name: str, model, x, kw: dict) -> list[dict]:
+    """Batched vs looped after 1, 5 and 20 Adam steps (not timed, not asserted): whether the two
+    paths part at the first step (the batch changes the computation) or drift apart step by step
+    (rounding amplified by sign-like Adam steps).
+    """
+    import numpy as np
+
+    rows = []
+    for steps in CHECK_STEPS:
+        short = {**kw, "steps": steps}
+        b = fn(model, x, **short)
+        looped = [fn(model, x[i:i + 1], **short) for i in range(len(x))]
+        diff = difference(b.x_adv, np.concatenate([r.x_adv for r in looped]), relative=False)
+        diff["max_abs_p_after"] = float(np.abs(b.p_after - np.concatenate([r.p_after for r in looped])).max())
+        diff["flipped_agree"] = float(np.mean(b.flipped == np.concatenate([r.flipped for r in looped])))
+        equal = verdict_equal(diff)
+        if equal != "yes" and diff["max_abs_p_after"] <= P_TOLERANCE:
+            equal = "float"
+        note = (f"after {steps} step(s): {diff['share_differing']:.2%} of pixels differ, max |Δp_after| = "
+                f"{diff['max_abs_p_after']:.1e}, same flip verdict for {diff['flipped_agree']:.0%} of images")
+        rows.append(row("check", f"{name}, {steps} step(s)", "CXR CNN", len(x), short, {}, diff, equal,
+                        False, note))
+        log(f"  check {name}, {steps} step(s): max Δx {diff['max_abs']:.2e}, "
+            f"max |Δp_after| {diff['max_abs_p_after']:.1e} -> {equal}")
+    return rows
+
+
+def part_of(r: dict) -> str:
+    """Which ``--skip`` part a row belongs to: "vgg16", "attacks" or "cxr"."""
+    if r["model"] == "VGG16":
+        return "vgg16"
+    attack = ("prediction_attack", "explanation_attack", "fgsm", "pgd")
+    return "attacks" if r["kind"] == "attack" or r["name"].split(",")[0] in attack else "cxr"
+
+
+def merge_skipped(result: dict, previous: dict, skipped: list[str]) -> None:
+    """Put ``previous``'s rows of the ``skipped`` parts (and its phantom result) into ``result``,
+    in the usual order (CXR methods, attacks, VGG16), noting when they were measured.
+    """
+    kept = [dict(r, measured=r.get("measured") or previous.get("header", {}).get("date"))
+            for r in previous.get("rows", []) if part_of(r) in skipped]
+    order = {"cxr": 0, "attacks": 1, "vgg16": 2}
+    result["rows"] = sorted(kept + result["rows"], key=lambda r: order[part_of(r)])
+    if "phantom" in skipped and "phantom" in previous:
+        result["phantom"] = dict(previous["phantom"], measured=previous["phantom"].get("measured")
+                                 or previous.get("header", {}).get("date"))
 
 
 # --------------------------------------------------------------------------- VGG16 bare compute
@@ -456,7 +508,8 @@ def render(result: dict) -> str:
         lines.append(f"| {r['name']} | {r['model']} | {r['images']} | {settings_text(r['settings'])} | "
                      f"{fmt(r['batched_s'])} | {fmt(r['looped_s'])} | {fmt(r['speedup'], '.1f')}x | "
                      f"{fmt(r.get('max_abs'), '.2e')} | {fmt(r.get('rel'), '.2e')} | "
-                     f"{fmt(r.get('max_abs_p_after'), '.1e')} | {r['equal']} | {r['note']} |")
+                     f"{fmt(r.get('max_abs_p_after'), '.1e')} | {r['equal']} | {r['note']}"
+                     + (f" (measured {r['measured']}, kept by --merge)" if r.get("measured") else "") + " |")
     bare = [r for r in result["rows"] if r["kind"] == "bare"]
     if bare:
         lines += ["", "| VGG16 vanilla gradient | images | seconds | course batched / this | max \\|Δ\\| "
@@ -534,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=["cxr", "attacks", "vgg16", "phantom"],
                         help="parts to leave out")
     parser.add_argument("--methods", nargs="*", default=None, help="only these saliency methods")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows (and phantom result) of --out-dir's kernels.json for the parts "
+                             "skipped this time")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
@@ -599,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             result["vgg16_skipped"] = skipped
 
+    previous = args.out_dir / "kernels.json"
+    if args.merge and previous.exists():
+        merge_skipped(result, json.loads(previous.read_text()), args.skip)
     load_end = [round(v, 2) for v in os.getloadavg()]
     result["header"] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),

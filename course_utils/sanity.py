@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from . import _checks, metrics, models, saliency, stats
+from . import _checks, memo, metrics, models, saliency, stats
 
 #: The course CNN's weighted layers from the top (output) down: the cascading randomisation order.
 CASCADE_LAYERS: tuple[str, ...] = ("p_covid", "dense", "last_conv", "conv3", "conv2", "conv1")
@@ -331,7 +331,7 @@ def noise_stability(explain: Mapping[str, Explain], images: np.ndarray,
 def smoothgrad_curve(model: keras.Model, images: np.ndarray, targets,
                      samples: Sequence[int] = (1, 2, 5, 10, 20, 50), *,
                      noisy_images: np.ndarray | None = None, smooth_noise: float = 0.20,
-                     max_batch_images: int = 256, seed: int = 0) -> pd.DataFrame:
+                     max_batch_images: int = 256, seed: int = 0, cache: bool = False) -> pd.DataFrame:
     """SmoothGrad's stability as a function of its sample count n, with its cost.
 
     For each n in ``samples``: two independent SmoothGrad runs (different noise seeds) on
@@ -339,21 +339,29 @@ def smoothgrad_curve(model: keras.Model, images: np.ndarray, targets,
     (same shape) also the mean Spearman between SmoothGrad maps of the clean and the noisy
     images ("clean vs noisy"); and the wall time per image of one run (seconds). Batches are
     sized so that at most ``max_batch_images`` noisy copies are in memory at once.
+    ``cache``: keep every run's maps in the data folder (:func:`course_utils.memo.cached`,
+    3 x len(samples) map sets of 4·n·H·W bytes), so a staged folder loads them; the seconds
+    column is then the time computing them took, not the load.
     Returns a DataFrame indexed by n.
     """
+    def smoothgrad(x: np.ndarray, run_seed: int, **kw: object) -> saliency.SaliencyResult:
+        if cache:
+            return memo.cached(saliency.compute, model, x, "smoothgrad", targets, seed=run_seed, **kw)
+        return saliency.compute(model, x, "smoothgrad", targets, seed=run_seed, **kw)
+
     rows = []
     for n in samples:
         if n < 1:
             raise ValueError(f"sample counts must be >= 1, got {n}")
         kw = {"smooth_samples": int(n), "smooth_noise": smooth_noise,
               "batch_size": max(1, max_batch_images // int(n))}
-        first = saliency.compute(model, images, "smoothgrad", targets, seed=seed, **kw)
-        second = saliency.compute(model, images, "smoothgrad", targets, seed=seed + 1, **kw)
+        first = smoothgrad(images, seed, **kw)
+        second = smoothgrad(images, seed + 1, **kw)
         row = {"n_samples": int(n),
                "run to run": float(stats.nanmean(metrics.spearman_maps(first.raw, second.raw))),
                "seconds per image": first.seconds / len(images)}
         if noisy_images is not None:
-            noisy = saliency.compute(model, noisy_images, "smoothgrad", targets, seed=seed + 2, **kw)
+            noisy = smoothgrad(noisy_images, seed + 2, **kw)
             row["clean vs noisy"] = float(stats.nanmean(metrics.spearman_maps(first.raw, noisy.raw)))
         rows.append(row)
     return pd.DataFrame(rows).set_index("n_samples")

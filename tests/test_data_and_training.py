@@ -146,6 +146,34 @@ def test_the_phantom_is_rendered_once_then_loaded_checked_and_rendered_again_if_
     assert not list(files[0].parent.glob(".*partial*"))  # no temporary file left behind
 
 
+def test_a_stored_phantom_is_checked_on_its_first_rows_masks_included_without_unpacking_all(
+        capsys, monkeypatch):
+    from course_utils import config, phantom
+
+    fresh = phantom.make_phantom_cxr(70, 64, seed=6)
+    data.phantom_set(70, 64, seed=6)
+    unpack = phantom.PackedMasks.__getitem__
+
+    def only_checked_rows(self, key):  # a whole-set unpack per region cost 2 s per 8,000 images
+        assert len(self.bits) <= data.PHANTOM_CHECK_ROWS, "unpacked every stored row to check a few"
+        return unpack(self, key)
+
+    monkeypatch.setattr(phantom.PackedMasks, "__getitem__", only_checked_rows)
+    loaded = data.phantom_set(70, 64, seed=6)
+    assert capsys.readouterr().out == ""  # loaded, not rendered again
+    np.testing.assert_array_equal(loaded.masks.bits, fresh.masks.bits)
+    monkeypatch.setattr(phantom.PackedMasks, "__getitem__", unpack)
+    (path,) = (config.data_dir() / data.PHANTOM_DIR).glob("phantom_70x64_seed6_*.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["mask_bits"] = arrays["mask_bits"].copy()
+    arrays["mask_bits"][2, :10, :10] ^= np.uint8(1)  # 100 lung pixels of a checked row
+    np.savez(path, **arrays)
+    again = data.phantom_set(70, 64, seed=6)
+    assert "differs from a fresh rendering" in capsys.readouterr().out
+    np.testing.assert_array_equal(again.masks.bits, fresh.masks.bits)
+
+
 def test_training_rows_visit_every_row_once_per_epoch_in_a_seeded_new_order():
     images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
     labels = np.arange(10) % 2

@@ -210,7 +210,8 @@ def test_ci_runs_the_readme_test_command():
     assert "$(PYTHON) -m course_utils" in (ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("script", ["run_notebooks.py", "calibrate_phantom.py"])
+@pytest.mark.parametrize("script", ["run_notebooks.py", "calibrate_phantom.py", "staging_profile.py",
+                                    "kernels.py"])
 def test_benchmark_scripts_start(script):
     """Their argument parsers build (defaults are evaluated) and --help exits cleanly."""
     root = Path(__file__).resolve().parent.parent
@@ -236,6 +237,50 @@ def test_benchmark_section_table_sums_the_sections_cells_per_mode():
     assert "| 03 faithfulness: occlusion, SHAP, deletion/insertion, ROAD | 10.0 (25%), 2.50 |" in table
     assert "| 03 site shortcut (two simulated sites) | 2.0 (5%), 1.00 |" in table
     assert "| 04 sanity check of occlusion and SHAP | - |" in table
+
+
+def test_kernel_benchmark_merge_keeps_the_skipped_parts_rows_with_their_date():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kernels", ROOT / "benchmarks" / "kernels.py")
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    r = lambda model, kind, name: {"model": model, "kind": kind, "name": name}  # noqa: E731
+    previous = {"header": {"date": "2026-12-03 14:00 UTC"}, "phantom": {"seconds": 19.0},
+                "rows": [r("VGG16", "method", "vanilla"), r("CXR CNN", "attack", "fgsm"),
+                         r("CXR CNN", "check", "pgd, random_start=False"), r("CXR CNN", "method", "gradcam")]}
+    now = {"rows": [r("CXR CNN", "attack", "fgsm"), r("CXR CNN", "check", "prediction_attack, 5 step(s)")]}
+    kernels.merge_skipped(now, previous, ["cxr", "vgg16", "phantom"])
+    assert [(x["name"], x.get("measured")) for x in now["rows"]] == [
+        ("gradcam", "2026-12-03 14:00 UTC"), ("fgsm", None), ("prediction_attack, 5 step(s)", None),
+        ("vanilla", "2026-12-03 14:00 UTC")]
+    assert now["phantom"] == {"seconds": 19.0, "measured": "2026-12-03 14:00 UTC"}
+
+
+def test_staging_profile_reads_cell_timings_of_executed_notebooks(tmp_path):
+    import importlib.util
+
+    import nbformat
+
+    path = ROOT / "benchmarks" / "staging_profile.py"
+    spec = importlib.util.spec_from_file_location("staging_profile", path)
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)
+    run = lambda a, b: {"execution": {"iopub.execute_input": f"2026-12-03T10:00:{a:02d}.000000Z",  # noqa: E731
+                                      "shell.execute_reply": f"2026-12-03T10:00:{b:02d}.500000Z"}}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import x", metadata=run(0, 1)),
+        nbformat.v4.new_markdown_cell("text"),
+        nbformat.v4.new_code_cell("faith()", id="faith03-01", metadata=run(2, 12)),
+        nbformat.v4.new_code_cell("more()", id="faith03-02", metadata=run(13, 15))])
+    (tmp_path / "staged").mkdir()
+    nbformat.write(nb, tmp_path / "staged" / "03_saliency_pitfalls.ipynb")
+    nbformat.write(nb, tmp_path / "staged" / "03_saliency_pitfalls_solutions.ipynb")  # left out
+    wall, cells = prof.cell_seconds(tmp_path / "staged" / "03_saliency_pitfalls.ipynb")
+    assert wall == pytest.approx(15.5) and [round(s, 1) for _, s in cells] == [1.5, 10.5, 2.5]
+    table = prof.profile(tmp_path, top=1)
+    assert "| 03_saliency_pitfalls.ipynb | 16 | faith03-01 10 s |" in table and "solutions" not in table
+    assert "| 03 faithfulness: occlusion, SHAP, deletion/insertion, ROAD | 13 (84%) |" in table
 
 
 # ---------------------------------------------------------------- core path and optional sections

@@ -557,3 +557,22 @@ def test_a_loaded_map_reports_the_seconds_computing_it_took_not_its_load(cnn, im
     assert took_again == pytest.approx(took) and took > 0
     maps, wall = sanity._timed_maps(lambda x, t: np.zeros(x.shape[:3], np.float32), images, targets)
     assert maps.shape == images.shape[:3] and wall >= 0
+
+
+def test_a_cached_smoothgrad_curve_loads_its_maps_and_keeps_their_computing_time(cnn, images, monkeypatch):
+    """cache=True: a staged folder's curve loads every run's maps; the table is the same."""
+    targets = np.ones(len(images), np.int64)
+    noisy = np.clip(images + 0.01, 0, 1).astype(np.float32)
+    first = sanity.smoothgrad_curve(cnn, images, targets, (1, 3), noisy_images=noisy, seed=5, cache=True)
+    real = saliency.compute
+
+    @functools.wraps(real)  # the same name, so the same cache key
+    def never(*args, **kwargs):
+        pytest.fail("computed again instead of loaded")
+
+    monkeypatch.setattr(saliency, "compute", never)
+    again = sanity.smoothgrad_curve(cnn, images, targets, (1, 3), noisy_images=noisy, seed=5, cache=True)
+    pd.testing.assert_frame_equal(first, again)
+    assert (again["seconds per image"] > 0).all()
+    with pytest.raises(pytest.fail.Exception, match="computed again"):  # without cache it computes
+        sanity.smoothgrad_curve(cnn, images, targets, (1,), seed=5)
