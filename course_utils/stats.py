@@ -27,7 +27,7 @@ from . import _checks
 __all__ = [
     "Estimate", "McNemar",
     "nanmean", "pearson", "spearman",
-    "bootstrap", "percentile_ci", "bootstrap_ci", "bootstrap_ci_paired", "proportion",
+    "bootstrap", "percentile_ci", "resampled_auc", "bootstrap_ci", "bootstrap_ci_paired", "proportion",
     "mcnemar", "paired_bootstrap_auc", "PairedComparison", "compare_paired",
 ]
 
@@ -101,6 +101,24 @@ def bootstrap(n: int, n_boot: int, seed: int, values_per_draw: int,
             idx = rng.integers(0, n, size=(sl.stop - sl.start, n))
             out.append(np.asarray(stat_of_indices(idx), np.float64))
     return np.concatenate(out)
+
+
+def resampled_auc(y_true: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """ROC AUC of every resample at once: ``idx`` (b, n) indices into ``y_true`` (n,) 0/1 and
+    ``scores`` (n,) -> (b,) float64 in [0, 1]; NaN for a resample that holds one class only.
+
+    The Mann-Whitney form of :func:`sklearn.metrics.roc_auc_score` (a tied positive-negative
+    pair counts one half): (sum of the positives' ranks - n1 (n1 + 1) / 2) / (n1 n0), with
+    average ranks from :func:`scipy.stats.rankdata`. The same numbers as calling
+    roc_auc_score once per resample (a test checks it), about 20x faster for 1,000 resamples.
+    """
+    positive = np.asarray(y_true)[idx].astype(np.float64)
+    ranks = sp_stats.rankdata(np.asarray(scores, np.float64)[idx], axis=-1)
+    n1 = positive.sum(-1)
+    n0 = positive.shape[-1] - n1
+    u = (ranks * positive).sum(-1) - n1 * (n1 + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
 
 
 def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -298,10 +316,9 @@ def paired_bootstrap_auc(y_true: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *
     _checks.bootstrap_args(n_boot, confidence)
 
     def difference(idx: np.ndarray) -> np.ndarray:
-        return np.array([roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i])
-                         if y[i].min() != y[i].max() else np.nan for i in idx])
+        return resampled_auc(y, a, idx) - resampled_auc(y, b, idx)
 
-    boot = bootstrap(len(y), n_boot, seed, 3, difference)
+    boot = bootstrap(len(y), n_boot, seed, 3, difference)  # the chunking (and so the draws) as before
     lo, hi = percentile_ci(boot, confidence)
     return Estimate(float(roc_auc_score(y, a) - roc_auc_score(y, b)), float(lo), float(hi))
 

@@ -180,3 +180,41 @@ def test_compare_paired_runs_both_tests_and_reads_them_out():
     same = cstats.compare_paired(y, poor, poor, n_boot=50)
     assert same.mcnemar.p_value == 1.0 and same.auc_difference.value == 0.0
     assert "no evidence" in same.summary("A", "A") and "includes 0" in same.summary("A", "A")
+
+
+def test_resampled_auc_is_sklearns_roc_auc_per_resample_with_ties_and_one_class_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(60) < 0.3).astype(int)
+    scores = np.round(rng.random(60) + 0.3 * y, 1)  # many ties, within and across classes
+    idx = rng.integers(0, 60, (200, 60))
+    idx[0] = np.flatnonzero(y == 0)[0]  # one class only: no AUC
+    got = cstats.resampled_auc(y, scores, idx)
+    want = np.array([roc_auc_score(y[i], scores[i]) if y[i].min() != y[i].max() else np.nan for i in idx])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert np.isnan(got[0]) and np.isfinite(got[1:]).all()
+
+
+def test_bootstrap_auc_intervals_equal_those_of_sklearn_called_per_resample():
+    from sklearn.metrics import roc_auc_score
+
+    from course_utils import metrics
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(120) < 0.4).astype(int)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1)
+    q = np.clip(p + rng.normal(0, 0.15, 120), 0, 1)
+
+    def looped(stat):
+        boot = cstats.bootstrap(len(y), 300, 9, 2, lambda idx: np.array(
+            [stat(i) if y[i].min() != y[i].max() else np.nan for i in idx]))
+        return cstats.percentile_ci(boot, 0.95)
+
+    report = metrics.binary_report(y, p, n_boot=300, seed=9)
+    lo, hi = looped(lambda i: roc_auc_score(y[i], p[i]))
+    assert (report.auc.lo, report.auc.hi) == pytest.approx((lo, hi), abs=1e-12)
+    paired = cstats.paired_bootstrap_auc(y, p, q, n_boot=300, seed=9)
+    lo, hi = looped(lambda i: roc_auc_score(y[i], p[i]) - roc_auc_score(y[i], q[i]))
+    assert (paired.lo, paired.hi) == pytest.approx((lo, hi), abs=1e-12)
+    assert paired.value == pytest.approx(roc_auc_score(y, p) - roc_auc_score(y, q))
