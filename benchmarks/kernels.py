@@ -274,22 +274,12 @@ def attack_rows(model, x, quick: bool, steps: int, repeat: int) -> list[dict]:
             "looped": lambda fn=fn, kw=kw: [fn(model, x[i:i + 1], **kw) for i in range(len(x))],
         }, repeat)
         b = out["batched"]
-        lx = np.concatenate([r.x_adv for r in out["looped"]])
-        lp = np.concatenate([r.p_after for r in out["looped"]])
-        diff = difference(b.x_adv, lx, relative=False)
+        diff = attack_difference(b, out["looped"])
         lh = np.concatenate([r.loss_history for r in out["looped"]], axis=1)
-        diff["max_abs_p_after"] = float(np.abs(b.p_after - lp).max())
         diff["loss0_rel"] = float(np.abs(b.loss_history[0] - lh[0]).max()
                                   / max(np.abs(lh[0]).max(), 1e-30))
-        looped_flipped = np.concatenate([r.flipped for r in out["looped"]])
-        diff["flipped_agree"] = float(np.mean(b.flipped == looped_flipped))
-        equal, asserted, note = verdict_equal(diff), True, ""
-        # Until 2026-12-03 14:50 the gate was the first step's loss (to 1e-5). It is not the same
-        # computation check: the loss holds the reference map, a ReLU gradient map whose kinks
-        # already differ between batch and loop (the "kink" rows), so it failed at 1e-5 (9e-5,
-        # 1e-5) while p_after agreed to 9e-4. The gate is now the model's logits, as for maps.
-        if equal != "yes" and logits_rel <= TOLERANCE and diff["max_abs_p_after"] <= P_TOLERANCE:
-            equal = "float"
+        equal, asserted, note = verdict_attack(diff, logits_rel), True, ""
+        if equal == "float":
             note = (f"x_adv not equal at {TOLERANCE:g} ({diff['share_differing']:.1%} of pixels differ) "
                     f"though the logits agree to {logits_rel:.1e} (first step's loss: "
                     f"{diff['loss0_rel']:.1e}, the reference map's kinks): batch 1 and batch n "
@@ -312,29 +302,46 @@ def attack_rows(model, x, quick: bool, steps: int, repeat: int) -> list[dict]:
         log(f"  batched {times['batched']:.2f}s looped {times['looped']:.2f}s "
             f"max Δx {diff['max_abs']:.2e} -> {equal}")
         if name in ("prediction_attack", "explanation_attack") and equal != "yes":
-            rows += divergence_rows(fn, name, model, x, kw)
+            rows += divergence_rows(fn, name, model, x, kw, logits_rel)
     return rows
 
 
-def divergence_rows(fn, name: str, model, x, kw: dict) -> list[dict]:
-    """Batched vs looped after 1, 5 and 20 Adam steps (not timed, not asserted): whether the two
-    paths part at the first step (the batch changes the computation) or drift apart step by step
-    (rounding amplified by sign-like Adam steps).
+def attack_difference(batched, looped: list) -> dict[str, float]:
+    """:func:`difference` of the perturbed images (absolute), plus max |Δp_after| and the share of
+    images with the same flip verdict, for one batched attack result and its one-image results.
     """
     import numpy as np
 
+    diff = difference(batched.x_adv, np.concatenate([r.x_adv for r in looped]), relative=False)
+    p_looped = np.concatenate([r.p_after for r in looped])
+    diff["max_abs_p_after"] = float(np.abs(batched.p_after - p_looped).max())
+    diff["flipped_agree"] = float(np.mean(batched.flipped == np.concatenate([r.flipped for r in looped])))
+    return diff
+
+
+def verdict_attack(diff: dict, logits_rel: float) -> str:
+    """Equal, or "float": the model's logits agree (batched vs one image) and p_after agrees to
+    :data:`P_TOLERANCE`. Until 2026-12-03 14:50 the gate was the first step's loss (to 1e-5); that
+    loss holds the reference map, a ReLU gradient map whose kinks already differ between batch and
+    loop (the "kink" rows), so it failed (9e-5, 1e-5) while p_after agreed to 9e-4.
+    """
+    equal = verdict_equal(diff)
+    if equal != "yes" and logits_rel <= TOLERANCE and diff["max_abs_p_after"] <= P_TOLERANCE:
+        return "float"
+    return equal
+
+
+def divergence_rows(fn, name: str, model, x, kw: dict, logits_rel: float) -> list[dict]:
+    """Batched vs looped after 1, 5 and 20 Adam steps (not timed, not asserted): whether the two
+    paths part at the first step (the batch changes the computation) or drift apart step by step
+    (rounding amplified by sign-like Adam steps). ``logits_rel``: :func:`logit_agreement` on ``x``.
+    """
     rows = []
-    logits_rel = logit_agreement(model, x)
     for steps in CHECK_STEPS:
         short = {**kw, "steps": steps}
-        b = fn(model, x, **short)
         looped = [fn(model, x[i:i + 1], **short) for i in range(len(x))]
-        diff = difference(b.x_adv, np.concatenate([r.x_adv for r in looped]), relative=False)
-        diff["max_abs_p_after"] = float(np.abs(b.p_after - np.concatenate([r.p_after for r in looped])).max())
-        diff["flipped_agree"] = float(np.mean(b.flipped == np.concatenate([r.flipped for r in looped])))
-        equal = verdict_equal(diff)
-        if equal != "yes" and logits_rel <= TOLERANCE and diff["max_abs_p_after"] <= P_TOLERANCE:
-            equal = "float"
+        diff = attack_difference(fn(model, x, **short), looped)
+        equal = verdict_attack(diff, logits_rel)
         note = (f"after {steps} step(s): {diff['share_differing']:.2%} of pixels differ, max |Δp_after| = "
                 f"{diff['max_abs_p_after']:.1e}, same flip verdict for {diff['flipped_agree']:.0%} of images")
         rows.append(row("check", f"{name}, {steps} step(s)", "CXR CNN", len(x), short, {}, diff, equal,
