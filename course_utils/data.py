@@ -209,7 +209,7 @@ _PHANTOM_ARRAYS = ("images", "labels", "has_marker", "marker_corner", "abdomen_g
 def phantom_set(n: int, image_size: int = 128, seed: int = 0, **knobs) -> phantom.PhantomSet:
     """:func:`phantom.make_phantom_cxr`, kept in the data folder: rendered once, then loaded.
 
-    Rendering 8,000 images takes about 15 s on 2 cores, and every notebook needs them; loading
+    Rendering 8,000 images takes about 6 s on 2 cores, and every notebook needs them; loading
     the stored set (0.65 GB: float32 pixels and one byte of mask bits per pixel) takes about a
     second. The file is named by the set's parameters, the phantom code (its syntax, not its
     docstrings: :func:`memo.source_digest`) and the NumPy version.

@@ -35,7 +35,7 @@ sites, the sharpness filter spreads the change by up to 2 pixels at 128 px).
 :func:`erase_marker` is an approximate in-painting fallback for images without a generator.
 
 Everything is deterministic per ``seed`` (``np.random.default_rng``) and bit-identical on
-repeated calls on the same machine/NumPy version. 10,000 images of 128 px take ≈10 s on two
+repeated calls on the same machine/NumPy version. 10,000 images of 128 px take ≈7 s on two
 CPU cores.
 
 Calibration (``benchmarks/calibrate_phantom.py``: 8,000 images, 90/10 split, the course CNN):
@@ -54,9 +54,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -89,7 +90,9 @@ COVID_FRACTION: float = 3616 / (3616 + 10192)
 MASK_KEYS: tuple[str, ...] = ("lungs", "lesions", "heart", "spine", "abdomen", "marker", "body")
 
 _MIN_SIZE = 64
-_CHUNK = 32           # images rendered at once (cache-friendly; fixed so results never depend on it)
+_CHUNK = 32           # images sharing one seed (fixed so results never depend on it)
+# Bytes of one (B, S, S) float32 temporary when B images are composed at once (see _block_size).
+_BLOCK_BYTES = 1 << 20
 _WORKERS = min(4, os.cpu_count() or 1)  # threads rendering chunks (results never depend on it)
 _TEX_BANK = 12        # pre-computed texture fields per call
 _EDGE_PX = 1.2        # half-width of the soft anatomical edges, in pixels
@@ -442,14 +445,22 @@ def _draw_blobs(rng: np.random.Generator, d: dict, labels: np.ndarray) -> dict[s
 # --------------------------------------------------------------------------- geometry
 def _lat_border(t: np.ndarray, lung_w: np.ndarray | float) -> np.ndarray:
     """Lateral lung border |u| as a function of t (0 apex, 1 costophrenic level)."""
-    return (0.17 + 0.55 * (1.0 - (1.0 - t) ** 3)) * lung_w
+    out = 1.0 - t
+    out **= 3
+    np.subtract(1.0, out, out=out)
+    out *= 0.55
+    out += 0.17
+    out *= lung_w
+    return out
 
 
 def _ramp(margin: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Soft inside-ness in [0, 1] from a signed margin (canonical units, >0 inside)."""
-    out = margin * k
-    out += 0.5
-    return np.clip(out, 0.0, 1.0, out=out)
+    """Soft inside-ness in [0, 1] from a signed margin (canonical units, >0 inside), computed in
+    place: ``margin`` (a temporary) is overwritten and returned.
+    """
+    margin *= k
+    margin += 0.5
+    return np.clip(margin, 0.0, 1.0, out=margin)
 
 
 def _to_pixels(dc: dict, bu: np.ndarray, bv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -544,43 +555,166 @@ def _anatomy(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray,
     clavicles, plus the vertebral modulation ``vert`` and lung height coordinate ``t``.
     ``spine_curve`` in [-1, 1] bends the spine sideways (:func:`_spine_offset`); only the
     spine field changes.
+
+    Each field is computed in place in one or two buffers (the same operations in the same
+    order as the formulas in the comments): fewer, cache-warm temporaries.
     """
     col = lambda key: _col(dc, key)  # noqa: E731
     a = np.abs(u)
-    # body outline: a superellipse
-    ub, vb = np.square(u / (0.88 * col("body_w"))), np.square((v - 0.12) / 1.22)
-    body = _ramp((1.0 - (ub * ub + vb * vb)) * 0.22, k)
+    # body outline, a superellipse: ramp((1 - ((u / (0.88 body_w))^4 + ((v - 0.12) / 1.22)^4)) * 0.22)
+    ub = u / (0.88 * col("body_w"))
+    ub *= ub
+    ub *= ub
+    vb = v - 0.12
+    vb /= 1.22
+    vb *= vb
+    vb *= vb
+    ub += vb
+    body = _ramp(_times(np.subtract(1.0, ub, out=ub), 0.22), k)
     # diaphragm: domes peaking mid-lung; right hemidiaphragm (image left) higher
-    cp = col("cp") - _f32(0.05) * (u < 0)
+    # cp - dome_h * clip(1 - ((|u| - 0.38 lung_w) / (0.36 lung_w))^2, 0, 1)
+    cp = _f32(0.05) * (u < 0)
+    np.subtract(col("cp"), cp, out=cp)
     lw = col("lung_w")
-    dome = cp - col("dome_h") * np.clip(1.0 - ((a - 0.38 * lw) / (0.36 * lw)) ** 2, 0, 1)
-    abdomen = _ramp(v - dome, k) * body
-    # lungs: between the mediastinum and the lateral border, apex to dome
+    dome = a - 0.38 * lw
+    dome /= 0.36 * lw
+    dome *= dome
+    np.clip(np.subtract(1.0, dome, out=dome), 0, 1, out=dome)
+    dome *= col("dome_h")
+    np.subtract(cp, dome, out=dome)
+    abdomen = _ramp(v - dome, k)
+    abdomen *= body
+    # lungs: between the mediastinum and the lateral border, apex to dome:
+    # ramp(min(|u| - (0.085 + 0.05 t), lat_border(t) - |u|, v - apex, dome - v)) * (1 - heart)
     apex = col("apex")
-    t = np.clip((v - apex) / (cp - apex), 0.0, 1.0)
-    m = np.minimum(a - (0.085 + 0.05 * t), _lat_border(t, lw) - a)
-    np.minimum(m, v - apex, out=m)
-    np.minimum(m, dome - v, out=m)
+    t = v - apex
+    t /= cp - apex
+    np.clip(t, 0.0, 1.0, out=t)
+    m = 0.05 * t
+    m += 0.085
+    np.subtract(a, m, out=m)
+    scratch = _lat_border(t, lw)
+    scratch -= a
+    np.minimum(m, scratch, out=m)
+    np.minimum(m, np.subtract(v, apex, out=scratch), out=m)
+    np.minimum(m, np.subtract(dome, v, out=scratch), out=m)
     lung_shape = _ramp(m, k)
-    # heart: rotated ellipse on the image right (patient's left), sitting on the diaphragm
-    hs = col("heart_s")
-    du, dv = u - col("heart_x"), v - (col("cp") - col("dome_h") - 0.03)
+    heart = _heart(dc, u, v, k)
+    heart *= np.subtract(1.0, abdomen, out=scratch)  # the abdomen hides the heart
+    lung_shape *= np.subtract(1.0, heart, out=scratch)
+    spine = _spine(dc, u, v, a, k, body, spine_curve)
+    return {"body": body, "abdomen": abdomen, "lungs": lung_shape, "heart": heart, "spine": spine,
+            "vert": _vertebrae(dc, v, spine), "ribs": _ribs(dc, v, a, k, dome, body),
+            "clav": _clavicles(v, a, k), "t": t, "a": a}
+
+
+def _times(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x * factor`` in place (float32)."""
+    x *= factor
+    return x
+
+
+def _heart(dc: dict, u: np.ndarray, v: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Heart (B, S, S) before the abdomen covers it: a rotated ellipse on the image right
+    (patient's left), sitting on the diaphragm: ramp((1 - (pu / 0.36 hs)^2 - (qv / 0.25 hs)^2)
+    * 0.1 hs) with (pu, qv) the offset from its centre rotated by 0.45 rad.
+    """
+    hs = _col(dc, "heart_s")
+    du, dv = u - _col(dc, "heart_x"), v - (_col(dc, "cp") - _col(dc, "dome_h") - 0.03)
     cphi, sphi = _f32(math.cos(0.45)), _f32(math.sin(0.45))
-    pu, qv = du * cphi + dv * sphi, dv * cphi - du * sphi
-    hf = 1.0 - ((pu / (0.36 * hs)) ** 2 + (qv / (0.25 * hs)) ** 2)
-    heart = _ramp(hf * 0.1 * hs, k) * (1.0 - abdomen)
-    # spine with vertebral bodies and disc spaces (optionally bent sideways, see _spine_offset)
-    vert = 0.8 + 0.2 * np.sign(np.cos((v / 0.115 + col("vert_phase")) * _f32(2 * np.pi)) + 0.5)
-    spine = _ramp(0.06 - (a if spine_curve == 0 else np.abs(u - _spine_offset(v, spine_curve))), k) * body
-    # posterior ribs (both sides): arcs rising slightly, then falling laterally
-    ph = (v + 0.25 * a - 0.9 * a * a) / col("rib_space") + col("rib_phase")
-    ribs = np.clip((np.cos(ph * _f32(2 * np.pi)) - 0.45) * 3.0, 0.0, 1.0)
-    ribs *= _ramp(a - 0.12, k) * _ramp(dome + 0.06 - v, k) * _ramp(v + 0.92, k) * body
-    # clavicles
-    clav_d = np.abs(v - (-0.70 - 0.12 * a + 0.25 * a * a))
-    clav = _ramp(0.032 - clav_d, k) * _ramp(0.58 - a, k) * _ramp(a - 0.05, k)
-    return {"body": body, "abdomen": abdomen, "lungs": lung_shape * (1.0 - heart), "heart": heart,
-            "spine": spine, "vert": vert, "ribs": ribs, "clav": clav, "t": t, "a": a}
+    pu = du * cphi
+    pu += dv * sphi
+    qv = dv * cphi
+    qv -= np.multiply(du, sphi, out=du)
+    pu /= 0.36 * hs
+    pu *= pu
+    qv /= 0.25 * hs
+    qv *= qv
+    pu += qv
+    np.subtract(1.0, pu, out=pu)
+    pu *= 0.1
+    pu *= hs
+    return _ramp(pu, k)
+
+
+def _vertebrae(dc: dict, v: np.ndarray, spine: np.ndarray) -> np.ndarray:
+    """Vertebral bodies and disc spaces along the spine, (B, S, S) in {0.6, 0.8, 1}:
+    0.8 + 0.2 sign(cos(2 pi (v / 0.115 + vert_phase)) + 0.5). It only ever multiplies the
+    ``spine`` (B, S, S), so it is computed only in the columns where that is non-zero (1 in the
+    others).
+    """
+    cols = np.flatnonzero(spine.any(axis=(0, 1)))
+    vert = np.ones_like(v)
+    if not cols.size:
+        return vert
+    cols = slice(cols[0], cols[-1] + 1)
+    x = v[:, :, cols] / 0.115
+    x += _col(dc, "vert_phase")
+    x *= _f32(2 * np.pi)
+    np.cos(x, out=x)
+    x += 0.5
+    np.sign(x, out=x)
+    x *= 0.2
+    x += 0.8
+    vert[:, :, cols] = x
+    return vert
+
+
+def _spine(dc: dict, u: np.ndarray, v: np.ndarray, a: np.ndarray, k: np.ndarray,
+           body: np.ndarray, spine_curve: float) -> np.ndarray:
+    """Spine (B, S, S): a band of half-width 0.06 about the midline (bent sideways by
+    ``spine_curve``, see :func:`_spine_offset`), inside the body.
+    """
+    if spine_curve == 0:
+        x = np.subtract(0.06, a)
+    else:
+        x = u - _spine_offset(v, spine_curve)
+        np.abs(x, out=x)
+        np.subtract(0.06, x, out=x)
+    x = _ramp(x, k)
+    x *= body
+    return x
+
+
+def _ribs(dc: dict, v: np.ndarray, a: np.ndarray, k: np.ndarray, dome: np.ndarray,
+          body: np.ndarray) -> np.ndarray:
+    """Posterior ribs (both sides), (B, S, S): arcs rising slightly, then falling laterally,
+    clip(3 (cos(2 pi ph) - 0.45), 0, 1) with ph = (v + 0.25|u| - 0.9 u^2) / rib_space + rib_phase,
+    lateral of the mediastinum, above the diaphragm and below the neck, inside the body.
+    """
+    ph = 0.25 * a
+    ph += v
+    ph -= _times(0.9 * a, a)
+    ph /= _col(dc, "rib_space")
+    ph += _col(dc, "rib_phase")
+    ph *= _f32(2 * np.pi)
+    np.cos(ph, out=ph)
+    ph -= 0.45
+    ph *= 3.0
+    ribs = np.clip(ph, 0.0, 1.0, out=ph)
+    where = _ramp(a - 0.12, k)
+    below = dome + 0.06
+    below -= v
+    where *= _ramp(below, k)
+    where *= _ramp(np.add(v, 0.92, out=below), k)
+    where *= body
+    ribs *= where
+    return ribs
+
+
+def _clavicles(v: np.ndarray, a: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Clavicles (B, S, S): within 0.032 of the curve v = -0.70 - 0.12|u| + 0.25 u^2, for
+    0.05 < |u| < 0.58.
+    """
+    d = 0.12 * a
+    np.subtract(-0.70, d, out=d)
+    d += _times(0.25 * a, a)
+    np.subtract(v, d, out=d)
+    np.abs(d, out=d)
+    clav = _ramp(np.subtract(0.032, d, out=d), k)
+    clav *= _ramp(np.subtract(0.58, a), k)
+    clav *= _ramp(a - 0.05, k)
+    return clav
 
 
 def _chunk_draws(chunk_seed: int, B: int, S: int) -> dict[str, np.ndarray]:
@@ -600,41 +734,78 @@ def _density(p: PhantomParams, dc: dict, an: dict, tex: tuple[np.ndarray, np.nda
              draws: dict[str, np.ndarray], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Density ("attenuation") image (B, S, S) float32, roughly in [0, 1], and the COVID
     opacity density (zero outside the lesion mask). ``draws``: :func:`_chunk_draws` of these rows.
+
+    Computed in place (the operations, in order, of the formulas in the comments).
     """
     B, S = dc["theta"].shape[0], grid.size
-    col = lambda key: _col(dc, key)  # noqa: E731
     (fine_idx, coarse_idx), offs = draws["tex_idx"], draws["offs"]
-    fine = _crop(tex[0], fine_idx, offs[0], offs[1], S)
-    coarse = _crop(tex[1], coarse_idx, offs[2], offs[3], S)
     lungs = an["lungs"]
-    lung_w = np.clip(2.0 * lungs - 1.0, 0.0, 1.0)  # 0 on and outside the lung mask border
-    D = an["body"] * (0.50 + 0.12 * np.clip(1.0 - an["a"], 0, 1))
+    lung_w = 2.0 * lungs
+    lung_w -= 1.0
+    np.clip(lung_w, 0.0, 1.0, out=lung_w)  # 0 on and outside the lung mask border
+    # body * (0.50 + 0.12 * clip(1 - |u|, 0, 1)) + 0.05 - lungs * (0.42 - 0.10 * t)
+    D = np.subtract(1.0, an["a"])
+    np.clip(D, 0, 1, out=D)
+    D *= 0.12
+    D += 0.50
+    D *= an["body"]
     D += 0.05
-    D -= lungs * (0.42 - 0.10 * an["t"])
-    D += 0.06 * an["heart"] + 0.10 * an["spine"] * an["vert"] + 0.09 * an["ribs"] + 0.16 * an["clav"]
-    # hila and vessel markings, fading towards the periphery
+    x = 0.10 * an["t"]
+    np.subtract(0.42, x, out=x)
+    x *= lungs
+    D -= x
+    # + (0.06 * heart + 0.10 * spine * vert + 0.09 * ribs + 0.16 * clav)
+    dense = 0.06 * an["heart"]
+    np.multiply(an["spine"], 0.10, out=x)
+    x *= an["vert"]
+    dense += x
+    dense += np.multiply(an["ribs"], 0.09, out=x)
+    dense += np.multiply(an["clav"], 0.16, out=x)
+    D += dense
+    # hila and vessel markings, fading towards the periphery:
+    # + lung_w * (hil + 0.022 * vessel * fine * (0.4 + 3.0 * hil))
     hil = _blob_field(dc, np.array([[-0.2, 0.2]] * B), np.full((B, 2), -0.05),
                       np.full((B, 2), 0.12), np.full((B, 2), 0.10), grid)
-    D += lung_w * (hil + 0.022 * col("vessel") * fine * (0.4 + 3.0 * hil))
+    vessels = _crop(tex[0], fine_idx, offs[0], offs[1], S)
+    vessels *= 0.022 * _col(dc, "vessel")
+    np.multiply(hil, 3.0, out=x)
+    x += 0.4
+    vessels *= x
+    vessels += hil
+    vessels *= lung_w
+    D += vessels
     # benign blobs (both classes) and COVID lesions: thresholded, texture-modulated, lungs only
-    ben = _blob_field(dc, dc["ben_u"], dc["ben_v"], dc["ben_r"], dc["ben_amp"], grid)
-    D += _opacity(ben, coarse, dc["ben_amp"], lung_w, p.lesion_intensity)
-    les = _blob_field(dc, dc["les_u"], dc["les_v"], dc["les_r"], dc["les_amp"], grid)
-    les = _opacity(les, coarse, dc["les_amp"], lung_w, p.lesion_intensity)
+    texture = _crop(tex[1], coarse_idx, offs[2], offs[3], S)
+    texture *= 0.25
+    texture += 0.75  # 0.75 + 0.25 * coarse
+    D += _opacity(p, dc, "ben", texture, lung_w, grid)
+    les = _opacity(p, dc, "les", texture, lung_w, grid)
     if p.render_lesions:
         D += les
-    # abdomen brightness (shortcut): multiplies the abdomen's density, exactly 1 outside its mask
+    # abdomen brightness (shortcut): multiplies the abdomen's density, exactly 1 outside its mask:
+    # * (1 + (gain - 1) * clip(2 * abdomen - 1, 0, 1))
     gain = _abdomen_gain(p, dc).astype(_f32)[:, None, None]
-    D *= 1.0 + (gain - 1.0) * np.clip(2.0 * an["abdomen"] - 1.0, 0.0, 1.0)
+    np.multiply(an["abdomen"], 2.0, out=x)
+    x -= 1.0
+    np.clip(x, 0.0, 1.0, out=x)
+    x *= gain - 1.0
+    x += 1.0
+    D *= x
     return D, les
 
 
 def _expose(dc: dict, D: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Pointwise exposure mapping (gamma, contrast, offset) plus quantum ``noise`` (B, S, S,
-    standard normal) -> [0, 1].
+    standard normal) -> [0, 1], in place: the density ``D`` becomes the image.
+
+    clip((clip(D, 0, 1) ** gamma - 0.5) * contrast + 0.5 + exposure + noise * noise_sd, 0, 1)
     """
-    img = np.clip(D, 0.0, 1.0) ** _col(dc, "gamma")
-    img = (img - 0.5) * _col(dc, "contrast") + 0.5 + _col(dc, "exposure")
+    img = np.clip(D, 0.0, 1.0, out=D)
+    img **= _col(dc, "gamma")
+    img -= 0.5
+    img *= _col(dc, "contrast")
+    img += 0.5
+    img += _col(dc, "exposure")
     img += noise * _col(dc, "noise_sd")
     return np.clip(img, 0.0, 1.0, out=img)
 
@@ -698,23 +869,51 @@ def _site_process(p: PhantomParams, dc: dict, img: np.ndarray,
 
 
 def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.ndarray, np.ndarray],
-                  banks: tuple[np.ndarray, np.ndarray] | None = None,
-                  rows: np.ndarray | None = None,
-                  ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Render the B images of a chunk (or only its ``rows``, giving the same pixels): returns
-    (B, S, S) float32 in [0, 1] (B = len(rows)), the region masks and the site frames' widths
-    (B, 4) in pixels.
+                  banks: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray,
+                  ) -> Iterator[tuple[slice, _Rendered]]:
+    """Render the ``rows`` (m,) of a chunk (``dc``: its per-image values), :func:`_block_size`
+    rows at a time: yields (which of ``rows``, their :func:`_render_rows` output).
+
+    Every row gets its own values and draws, so its pixels do not depend on the rows rendered
+    with it (nor on the block size).
+    """
+    draws = _chunk_draws(chunk_seed, dc["theta"].shape[0], p.image_size)
+    block = _block_size(p.image_size)
+    for start in range(0, len(rows), block):
+        part = slice(start, start + block)
+        r = rows[part]
+        yield part, _render_rows(p, {key: value[r] for key, value in dc.items()},
+                                 {"tex_idx": draws["tex_idx"][:, r], "offs": draws["offs"][:, r],
+                                  "noise": draws["noise"][r]}, tex, banks)
+
+
+def _block_size(S: int) -> int:
+    """Images composed at once at S px (16 at 128 px): temporaries of at most :data:`_BLOCK_BYTES`,
+    at most half a chunk. With larger ones (a whole chunk's, 2 MB at 128 px) the C allocator
+    returned and re-faulted the memory of most temporaries: about half of the CPU time.
+    """
+    return max(1, min(_CHUNK // 2, _BLOCK_BYTES // (4 * S * S)))
+
+
+class _Rendered(NamedTuple):
+    """What :func:`_render_rows` returns for B images of S px."""
+
+    images: np.ndarray  # (B, S, S) float32 in [0, 1]
+    mask_bits: np.ndarray  # (B, S, S) uint8, the region masks packed as in PackedMasks
+    border: np.ndarray  # (B, 4) int64, the site frame's widths in pixels (top, bottom, left, right)
+    pixels: np.ndarray  # (B, 3) int64, pixels in the lungs, lesions and marker masks
+
+
+def _render_rows(p: PhantomParams, dc: dict, draws: dict[str, np.ndarray],
+                 tex: tuple[np.ndarray, np.ndarray],
+                 banks: tuple[np.ndarray, np.ndarray] | None) -> _Rendered:
+    """Render the B images whose per-image values are ``dc`` and chunk draws ``draws``.
 
     Without sites only pointwise operations follow the compositing, so switching a component off
     changes no pixel outside that component's mask. With sites, the sharpness filter spreads a
     change by up to ``2 * S / 128`` pixels (rounded up) beyond the mask.
     """
     S = p.image_size
-    draws = _chunk_draws(chunk_seed, dc["theta"].shape[0], S)
-    if rows is not None:  # every row's own values and draws: a row is rendered on its own
-        dc = {key: value[rows] for key, value in dc.items()}
-        draws = {"tex_idx": draws["tex_idx"][:, rows], "offs": draws["offs"][:, rows],
-                 "noise": draws["noise"][rows]}
     grid = (np.arange(S, dtype=_f32) + 0.5) / (S / 2) - 1.0
     u, v, k = _coords(dc, S)
     an = _anatomy(dc, u, v, k, float(p.spine_curve))
@@ -726,7 +925,7 @@ def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.nda
     # burnt-in "L" marker (detector coordinates, after everything else)
     marker = _marker_mask(dc, S)
     if p.render_marker:
-        img = np.where(marker, _col(dc, "marker_val"), img)
+        np.copyto(img, _col(dc, "marker_val"), where=marker)
     else:
         marker[:] = False
     masks = {
@@ -738,17 +937,40 @@ def _render_chunk(p: PhantomParams, dc: dict, chunk_seed: int, tex: tuple[np.nda
         "marker": marker,
         "body": an["body"] > 0.5,
     }
-    return img.astype(_f32, copy=False), masks, border
+    pixels = np.stack([np.count_nonzero(masks[key], axis=(1, 2)) for key in ("lungs", "lesions", "marker")],
+                      axis=1)
+    return _Rendered(img, _pack_masks(masks), border, pixels.astype(np.int64, copy=False))
 
 
-def _opacity(field: np.ndarray, coarse: np.ndarray, amp: np.ndarray, lung_w: np.ndarray,
-             intensity: float) -> np.ndarray:
-    """Ground-glass opacity density: blob field modulated by texture, cut off, lungs only."""
-    thr = (0.18 * amp.max(axis=1)).astype(np.float32)[:, None, None]
-    out = field * (0.75 + 0.25 * coarse) - thr
-    np.maximum(out, 0.0, out=out)
-    out *= lung_w
-    out *= np.float32(intensity)
+def _pack_masks(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """(B, S, S) bool masks, keys :data:`MASK_KEYS` -> (B, S, S) uint8, bit k = region k."""
+    bits = masks[MASK_KEYS[0]].astype(np.uint8)
+    for k, key in enumerate(MASK_KEYS[1:], start=1):
+        bits |= masks[key].view(np.uint8) * np.uint8(1 << k)  # a multiply is vectorised, a shift not
+    return bits
+
+
+def _opacity(p: PhantomParams, dc: dict, kind: str, texture: np.ndarray, lung_w: np.ndarray,
+             grid: np.ndarray) -> np.ndarray:
+    """Ground-glass opacity density (B, S, S) float32 of the blobs ``kind`` ("les": COVID
+    lesions, "ben": benign blobs): blob field modulated by ``texture`` (B, S, S), cut off, lungs
+    (``lung_w``) only. Zero for images whose blobs all have amplitude 0 (not computed).
+    """
+    amp = dc[f"{kind}_amp"]
+    out = np.zeros(lung_w.shape, _f32)
+    rows = np.flatnonzero(amp.any(axis=1))
+    if not rows.size:
+        return out
+    sub = {key: dc[key][rows] for key in ("theta", "scale", "shift_x", "shift_y")}
+    field = _blob_field(sub, dc[f"{kind}_u"][rows], dc[f"{kind}_v"][rows], dc[f"{kind}_r"][rows],
+                        amp[rows], grid)
+    thr = (0.18 * amp[rows].max(axis=1)).astype(np.float32)[:, None, None]
+    field *= texture[rows]
+    field -= thr
+    np.maximum(field, 0.0, out=field)
+    field *= lung_w[rows]
+    field *= np.float32(p.lesion_intensity)
+    out[rows] = field
     return out
 
 
@@ -765,14 +987,19 @@ def _marker_mask(dc: dict, S: int) -> np.ndarray:
     corner = dc["marker_corner"]
     mx = np.round(dc["marker_dx"] * S).astype(int)
     my = np.round(dc["marker_dy"] * S).astype(int)
-    x0 = np.where(corner % 2 == 0, S - mx - w, mx)[:, None, None]   # right corners: 0, 2
-    y0 = np.where(corner < 2, my, S - my - h)[:, None, None]         # top corners: 0, 1
-    ys = np.arange(S)[None, :, None]
-    xs = np.arange(S)[None, None, :]
-    in_y = (ys >= y0) & (ys < y0 + h)
-    vert = in_y & (xs >= x0) & (xs < x0 + t)
-    horiz = (ys >= y0 + h - t) & (ys < y0 + h) & (xs >= x0) & (xs < x0 + w)
-    return (vert | horiz) & dc["has_marker"][:, None, None]
+    x0 = np.where(corner % 2 == 0, S - mx - w, mx)   # right corners: 0, 2
+    y0 = np.where(corner < 2, my, S - my - h)         # top corners: 0, 1
+    mask = np.zeros((corner.shape[0], S, S), bool)
+    for i in np.flatnonzero(dc["has_marker"]):
+        x, y = int(x0[i]), int(y0[i])
+        mask[i, _span(y, y + h), _span(x, x + t)] = True          # vertical stroke
+        mask[i, _span(y + h - t, y + h), _span(x, x + w)] = True  # horizontal stroke
+    return mask
+
+
+def _span(lo: int, hi: int) -> slice:
+    """The pixels lo <= i < hi of an axis as a slice (negative bounds clipped, not wrapped)."""
+    return slice(max(lo, 0), max(hi, 0))
 
 
 # --------------------------------------------------------------------------- public API
@@ -890,27 +1117,25 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     sites = p.site_strength > 0
     banks = _grain_banks(p, int(d["site_seed"][0])) if sites else None
     images = np.empty((len(keep), S, S, 1), np.float32)
-    bits = np.zeros((len(keep), S, S), np.uint8)
-    border = np.zeros((len(keep), 4), np.int64)
+    bits = np.empty((len(keep), S, S), np.uint8)
+    border = np.empty((len(keep), 4), np.int64)
+    pixels = np.empty((len(keep), 3), np.int64)  # lungs, lesions, marker
     per_image = {k: v for k, v in d.items() if isinstance(v, np.ndarray) and v.shape[:1] == (n,)}
 
     def render(c: int, lo: int) -> None:
         hi = min(n, lo + _CHUNK)
-        wanted = (keep >= lo) & (keep < hi)  # output rows that come from this chunk
-        if not wanted.any():
+        wanted = np.flatnonzero((keep >= lo) & (keep < hi))  # output rows from this chunk
+        if not wanted.size:
             return  # chunks have their own seeds: skipping one changes nothing else
-        dc = {k: v[lo:hi] for k, v in per_image.items()}
-        rows = keep[wanted] - lo
         # a random test split has a few rows in every chunk: render those rows only
-        whole = len(rows) == hi - lo and bool((rows == np.arange(hi - lo)).all())
-        img, mk, frame = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks,
-                                       None if whole else rows)
-        images[wanted, :, :, 0] = img
-        border[wanted] = frame
-        packed = np.zeros((len(rows), S, S), np.uint8)
-        for k, key in enumerate(MASK_KEYS):
-            packed |= mk[key].astype(np.uint8) << np.uint8(k)
-        bits[wanted] = packed
+        dc = {k: v[lo:hi] for k, v in per_image.items()}
+        blocks = _render_chunk(p, dc, int(d["chunk_seeds"][c]), tex, banks, keep[wanted] - lo)
+        for part, out in blocks:
+            dest = _consecutive(wanted[part])
+            images[dest, :, :, 0] = out.images
+            bits[dest] = out.mask_bits
+            border[dest] = out.border
+            pixels[dest] = out.pixels
 
     # Chunks are independent (own seeds, own output rows) and NumPy releases the GIL inside its
     # array operations, so threads render them in parallel; the pixels do not depend on it.
@@ -923,18 +1148,21 @@ def _generate(p: PhantomParams, indices: np.ndarray | None = None) -> PhantomSet
     else:
         for c, lo in starts:
             render(c, lo)
-    masks = PackedMasks(bits)
-    lung_px = masks["lungs"].sum(axis=(1, 2))
-    extent = masks["lesions"].sum(axis=(1, 2)) / np.maximum(lung_px, 1)
+    extent = pixels[:, 1] / np.maximum(pixels[:, 0], 1)
     return PhantomSet(
-        images=images, labels=d["labels"][keep], masks=masks,
-        has_marker=masks["marker"].any(axis=(1, 2)),
+        images=images, labels=d["labels"][keep], masks=PackedMasks(bits),
+        has_marker=pixels[:, 2] > 0,
         marker_corner=d["marker_corner"][keep].astype(np.int64),
         abdomen_gain=_abdomen_gain(p, d)[keep].astype(np.float32),
         lesion_extent=extent.astype(np.float32), subtle=d["subtle"][keep],
         has_benign_blob=d["benign"][keep],
         site=(d["site"][keep] ^ int(p.flip_site)) if sites else np.zeros(len(keep), np.int64),
         border_px=border, params=p, indices=None if indices is None else keep)
+
+
+def _consecutive(rows: np.ndarray) -> slice | np.ndarray:
+    """Ascending row indices as a slice when they are consecutive (a plain copy to assign)."""
+    return slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] == rows.size - 1 else rows
 
 
 def rerender(ps: PhantomSet, indices: np.ndarray | None = None, **changes: object) -> PhantomSet:
