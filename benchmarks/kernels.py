@@ -483,6 +483,8 @@ def merge_skipped(result: dict, previous: dict, skipped: list[str]) -> None:
             for r in previous.get("rows", []) if part_of(r) in skipped]
     order = {"cxr": 0, "attacks": 1, "vgg16": 2}
     result["rows"] = sorted(kept + result["rows"], key=lambda r: order[part_of(r)])
+    if {"cxr", "attacks"} <= set(skipped):  # no CXR model was trained: keep the one the rows used
+        result["header"]["cxr_accuracy"] = previous.get("header", {}).get("cxr_accuracy", float("nan"))
     if "phantom" in skipped and "phantom" in previous:
         result["phantom"] = dict(previous["phantom"], measured=previous["phantom"].get("measured")
                                  or previous.get("header", {}).get("date"))
@@ -839,9 +841,6 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             result["vgg16_skipped"] = skipped
 
-    previous = args.out_dir / "kernels.json"
-    if args.merge and previous.exists():
-        merge_skipped(result, json.loads(previous.read_text()), args.skip)
     load_end = [round(v, 2) for v in os.getloadavg()]
     result["header"] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
@@ -849,6 +848,9 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat, "sizes": sizes, "cxr_accuracy": accuracy,
         "tolerance": TOLERANCE, "goals": {"speedup": GOAL_SPEEDUP, "bare_ratio": GOAL_BARE_RATIO,
                                           "phantom_s": GOAL_PHANTOM_S}}
+    previous = args.out_dir / "kernels.json"
+    if args.merge and previous.exists():
+        merge_skipped(result, json.loads(previous.read_text()), args.skip)
     result["verdicts"] = verdicts(result, q)
     if result.get("vgg16_skipped"):
         left_out = ", ".join(result["vgg16_skipped"])
