@@ -63,6 +63,27 @@ def test_threads_do_not_change_a_pixel(monkeypatch, site_strength):
     assert np.array_equal(subset.images, a.images[[1, 40, 99]])
 
 
+@pytest.mark.parametrize("site_strength", [0.0, 1.0])
+def test_block_size_does_not_change_a_pixel(monkeypatch, site_strength):
+    """Rows are composed in blocks of a few images (temporaries that stay in memory); any block
+    size gives the same set, and the per-image facts counted per block match the masks."""
+    from course_utils import phantom
+
+    sets = []
+    for block_bytes in (phantom._BLOCK_BYTES, 3 * 4 * 64 * 64, 1):  # the default, 3 images, 1 image
+        monkeypatch.setattr(phantom, "_BLOCK_BYTES", block_bytes)
+        sets.append(make_phantom_cxr(70, 64, seed=9, site_strength=site_strength))
+    a = sets[0]
+    for b in sets[1:]:
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.masks.bits, b.masks.bits)
+        assert np.array_equal(a.border_px, b.border_px) and np.array_equal(a.lesion_extent, b.lesion_extent)
+    lungs, lesions, marker = (a.masks[k].reshape(len(a.labels), -1) for k in ("lungs", "lesions", "marker"))
+    assert np.array_equal(a.has_marker, marker.any(axis=1))
+    expected = lesions.sum(axis=1) / np.maximum(lungs.sum(axis=1), 1)
+    np.testing.assert_allclose(a.lesion_extent, expected, rtol=1e-6)
+    assert a.lesion_extent[a.labels == 1].max() > 0
+
+
 @pytest.mark.parametrize("size", [128, 224])
 def test_shapes_dtypes_and_ranges(size):
     n = 12
