@@ -239,6 +239,16 @@ def test_benchmark_section_table_sums_the_sections_cells_per_mode():
     assert "| 04 sanity check of occlusion and SHAP | - |" in table
 
 
+def test_benchmark_speed_canary_times_its_fixed_workload():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "benchmarks" / "run_notebooks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    one, three = bench.speed_canary(repeat=1), bench.speed_canary(repeat=3)
+    assert 0 < one < 60 and 0 < three < 60  # seconds of one pass (24 matrix products and a sort)
+
+
 def test_kernel_benchmark_merge_keeps_the_skipped_parts_rows_with_their_date():
     import importlib.util
 
