@@ -267,6 +267,40 @@ def test_kernel_benchmark_merge_keeps_the_skipped_parts_rows_with_their_date():
     assert now["phantom"] == {"seconds": 19.0, "measured": "2026-12-03 14:00 UTC"}
 
 
+def _kernels():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kernels", ROOT / "benchmarks" / "kernels.py")
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    return kernels
+
+
+def test_kernel_benchmark_merge_with_methods_keeps_the_other_methods_rows():
+    kernels = _kernels()
+    r = lambda model, kind, name: {"model": model, "kind": kind, "name": name}  # noqa: E731
+    previous = {"header": {"date": "2026-12-03 14:00 UTC"},
+                "rows": [r("CXR CNN", "method", "occlusion"), r("CXR CNN", "attack", "fgsm"),
+                         r("VGG16", "method", "vanilla"), r("VGG16", "method", "occlusion"),
+                         r("VGG16", "check", "smoothgrad, smooth_noise=0"),
+                         r("VGG16", "bare", "bare (eager)")]}
+    now = {"header": {}, "rows": [r("VGG16", "method", "occlusion")]}
+    kernels.merge_skipped(now, previous, ["cxr", "attacks", "phantom"], ["occlusion"])
+    assert [(x["model"], x["name"], x.get("measured")) for x in now["rows"]] == [
+        ("CXR CNN", "occlusion", "2026-12-03 14:00 UTC"), ("CXR CNN", "fgsm", "2026-12-03 14:00 UTC"),
+        ("VGG16", "vanilla", "2026-12-03 14:00 UTC"),
+        ("VGG16", "smoothgrad, smooth_noise=0", "2026-12-03 14:00 UTC"),
+        ("VGG16", "bare (eager)", "2026-12-03 14:00 UTC"), ("VGG16", "occlusion", None)]
+
+
+def test_kernel_benchmark_cancel_verdict_measures_occlusion_against_the_logits():
+    kernels = _kernels()
+    diff = {"max_abs": 1.1e-6, "rel": 1.8e-5, "share_differing": 0.25}
+    equal, note = kernels.verdict_cancel(diff, logit_scale=0.5, logits_rel=3e-6)
+    assert equal == "cancel" and equal in kernels.PASSING and "logit" in note
+    assert kernels.verdict_cancel(diff, logit_scale=0.05, logits_rel=3e-6) is None  # 1.1e-6 > 1e-5 x 0.05
+
+
 def test_staging_profile_reads_cell_timings_of_executed_notebooks(tmp_path):
     import importlib.util
 
