@@ -88,14 +88,15 @@ def model_digest(model: Any) -> str:
     """SHA-256 (16 hex digits) of a Keras model's layer types and weights (shapes, dtypes, bytes).
 
     The weights are read one variable at a time (``get_weights()`` would copy all of them at
-    once: +0.55 GB for VGG16); the digest is the same.
+    once: +0.55 GB for VGG16) and hashed in place, without a ``tobytes()`` copy (VGG16: 0.4 s
+    instead of 0.75-2.8 s); the digest is the same.
     """
     h = hashlib.sha256()
     h.update(",".join(type(layer).__name__ for layer in model.layers).encode())
     for variable in model.weights:
         w = np.ascontiguousarray(variable.numpy())
         h.update(f"{w.dtype}{w.shape}".encode())
-        h.update(w.tobytes())
+        h.update(w)  # the array's buffer (C-contiguous), the same bytes as w.tobytes()
     return h.hexdigest()[:16]
 
 

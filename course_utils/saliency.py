@@ -32,7 +32,9 @@ Pitfalls handled here, so learners meet them as lessons rather than bugs:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import time
 import warnings
 import weakref
@@ -46,7 +48,7 @@ import tensorflow as tf
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from . import _checks, memo, metrics
+from . import _checks, config, memo, metrics
 
 warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
 
@@ -487,6 +489,51 @@ def _occlusion(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
 SHAP_BATCH = 64
 
 
+#: True once ``shap`` was imported by :func:`import_shap` with numba's JIT off (fast mode).
+_shap_plain = False
+
+
+@contextlib.contextmanager
+def _numba_jit_off(off: bool):
+    """Switch numba's ``DISABLE_JIT`` on inside the block when ``off`` (else change nothing).
+
+    ``@njit`` reads it when a module decorates its functions, and numba's typed lists when one
+    is made (a plain list then): shap's plain-Python helpers need both.
+    """
+    if not off:
+        yield
+        return
+    import numba
+
+    before = numba.config.DISABLE_JIT
+    numba.config.DISABLE_JIT = True
+    try:
+        yield
+    finally:
+        numba.config.DISABLE_JIT = before
+
+
+def import_shap():
+    """The ``shap`` module; in fast mode its numba helpers are imported as plain Python.
+
+    shap compiles its helpers (partition tree, masked-model bookkeeping) with numba the first
+    time a process explains an image: about 7 s on 2 cores (measured 2026-12-04), paid again by
+    every notebook kernel. Fast mode explains a few images with a few model calls each, for
+    which the plain-Python helpers are quicker (a 128 px image with 16 calls: 0.15 s; a 224 px
+    RGB image with 8 calls: 1.5 s). Full mode explains enough images (notebook 03: 96 with 400
+    calls) that compiling pays. The helpers are the same Python code either way and give the
+    same values (``tests/test_saliency.py`` checks both paths). numba is switched only while
+    shap is imported and while :func:`compute` runs it; a shap imported before stays as it was.
+    """
+    global _shap_plain
+    if "shap" not in sys.modules:
+        _shap_plain = config.fast_mode()
+    with _numba_jit_off(_shap_plain), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # shap warns about matplotlib
+        import shap
+    return shap
+
+
 def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
                     max_evals: int = 400, blur: int | None = None) -> np.ndarray:
     """SHAP values of the target's logit from ``shap``'s Partition explainer, summed over channels.
@@ -497,15 +544,11 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
     by the blurred image. ``max_evals`` model calls per image, :data:`SHAP_BATCH` at a time;
     shap's random tie-breaks draw from NumPy's global generator, which :func:`compute` seeds.
     """
-    with warnings.catch_warnings():  # shap's import warns about matplotlib's colormap API
-        warnings.simplefilter("ignore", PendingDeprecationWarning)
-        import shap
-
+    shap = import_shap()
     _, h, w, c = images.shape
     max_evals = _checks.positive_int(max_evals, "max_evals")
     size = max(1, min(h, w) // 2) if blur is None else _checks.positive_int(blur, "blur")
     blurred = ndimage.uniform_filter(images, size=(1, size, size, 1), mode="mirror")
-    masker = shap.maskers.Image(np.full((h, w, c), np.nan, np.float32), (h, w, c))
     current: dict[str, object] = {}
 
     def score(x: np.ndarray) -> np.ndarray:
@@ -514,12 +557,14 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
         return _target_scores(outputs, np.full(len(x), current["target"]))
 
     maps = []
-    for image, target, hidden in zip(images, targets, blurred):  # shap explains one image a call
-        current.update(target=target, hidden=hidden)
-        # a new explainer per image: one caches the all-hidden score across images
-        explain = shap.explainers.Partition(score, masker)
-        values = explain(image[None], max_evals=max_evals, batch_size=SHAP_BATCH, silent=True).values
-        maps.append(np.asarray(values, np.float32)[0].sum(-1))
+    with _numba_jit_off(_shap_plain):  # shap's plain helpers (fast mode) want plain lists
+        masker = shap.maskers.Image(np.full((h, w, c), np.nan, np.float32), (h, w, c))
+        for image, target, hidden in zip(images, targets, blurred):  # one image per shap call
+            current.update(target=target, hidden=hidden)
+            # a new explainer per image: one caches the all-hidden score across images
+            explain = shap.explainers.Partition(score, masker)
+            values = explain(image[None], max_evals=max_evals, batch_size=SHAP_BATCH, silent=True).values
+            maps.append(np.asarray(values, np.float32)[0].sum(-1))
     return np.stack(maps)
 
 

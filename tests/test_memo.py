@@ -246,3 +246,22 @@ def test_inventory_sorts_results_and_prune_removes_only_those_that_cannot_load(m
     memo.cached(fn, model, images)  # the current result still loads
     assert fn.calls == 3
     assert memo.inventory(folder / "nothing-here") == memo.Inventory([], [], [])
+
+
+def test_model_digest_hashes_layer_types_and_every_weights_bytes_and_sees_a_changed_weight(model):
+    import hashlib
+
+    h = hashlib.sha256(",".join(type(layer).__name__ for layer in model.layers).encode())
+    for w in model.get_weights():  # the reference: a copy of each array's bytes
+        h.update(f"{w.dtype}{w.shape}".encode())
+        h.update(w.tobytes())
+    assert memo.model_digest(model) == h.hexdigest()[:16]
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    assert memo.model_digest(clone) == memo.model_digest(model)
+    weights = clone.get_weights()
+    weights[-1] = weights[-1] + np.float32(1e-6)  # one bias, a little
+    clone.set_weights(weights)
+    assert memo.model_digest(clone) != memo.model_digest(model)

@@ -349,3 +349,43 @@ def test_large_inputs_are_predicted_in_smaller_calls_with_the_same_maps(read_reg
         after = saliency.compute(model, x, m, 1, **s).raw
         np.testing.assert_allclose(after, before[m], rtol=1e-5, atol=1e-6, err_msg=m)
         assert calls and max(calls) <= 3, (m, calls)
+
+
+_SHAP_RUN = """
+import json, sys
+import numpy as np
+import course_utils
+course_utils.import_tensorflow_quietly()
+import keras
+from numba.core.dispatcher import Dispatcher
+from course_utils import saliency
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1, activation="sigmoid")])
+x = np.random.default_rng(0).random((3, 16, 16, 1)).astype(np.float32)
+raw = saliency.compute(model, x, "shap", 1, max_evals=64).raw
+import shap
+print(json.dumps({"jit": isinstance(shap.utils._masked_model._build_fixed_single_output, Dispatcher),
+                  "maps": raw.tolist()}))
+"""
+
+
+def test_shap_gives_the_same_maps_with_numbas_jit_off_in_fast_mode_and_on_in_full_mode(tmp_path):
+    """Fast mode imports shap's numba helpers as plain Python (no 7 s compile per kernel)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = {}
+    for fast in ("1", "0"):
+        env = os.environ | {"COURSE_FAST": fast, "COURSE_OFFLINE": "1", "COURSE_DATA_DIR": str(tmp_path),
+                            "TF_CPP_MIN_LOG_LEVEL": "3"}
+        run = subprocess.run([sys.executable, "-c", _SHAP_RUN], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out[fast] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["1"]["jit"] is False and out["0"]["jit"] is True
+    plain, compiled = np.array(out["1"]["maps"]), np.array(out["0"]["maps"])
+    assert plain.shape == (3, 16, 16) and np.abs(plain).max() > 0
+    np.testing.assert_allclose(plain, compiled, rtol=1e-6, atol=1e-12)
