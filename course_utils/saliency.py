@@ -489,7 +489,7 @@ def _occlusion(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
 SHAP_BATCH = 64
 
 
-#: True once ``shap`` was imported by :func:`import_shap` with numba's JIT off (fast mode).
+#: True once ``shap`` was imported by :func:`_import_shap` with numba's JIT off (fast mode).
 _shap_plain = False
 
 
@@ -513,7 +513,7 @@ def _numba_jit_off(off: bool):
         numba.config.DISABLE_JIT = before
 
 
-def import_shap():
+def _import_shap():
     """The ``shap`` module; in fast mode its numba helpers are imported as plain Python.
 
     shap compiles its helpers (partition tree, masked-model bookkeeping) with numba the first
@@ -544,7 +544,7 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
     by the blurred image. ``max_evals`` model calls per image, :data:`SHAP_BATCH` at a time;
     shap's random tie-breaks draw from NumPy's global generator, which :func:`compute` seeds.
     """
-    shap = import_shap()
+    shap = _import_shap()
     _, h, w, c = images.shape
     max_evals = _checks.positive_int(max_evals, "max_evals")
     size = max(1, min(h, w) // 2) if blur is None else _checks.positive_int(blur, "blur")
