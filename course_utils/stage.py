@@ -26,10 +26,14 @@ import platform
 import sys
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from . import config, data, memo
 
 #: Sub-folder of the data folder with the manifest and the executed reference notebooks.
 STAGED_DIR = "staged"
+#: Held (an OS file lock in ``STAGED_DIR``) while :func:`stage` runs: one staging per folder.
+LOCK_NAME = ".stage.lock"
 MANIFEST_NAME = "manifest.json"
 #: The notebooks staged: 02-06 train models; 01 keeps its slow VGG16 maps (learner notebooks;
 #: their solutions are added when present).
@@ -224,7 +228,25 @@ def stage(folder: Path | None = None, *, fast: bool = False, fetch: bool = True,
     which notebooks to run (default: :func:`staged_notebooks`).
     """
     folder = Path(folder).expanduser().resolve() if folder else config.data_dir()
-    config.make_dir(folder)
+    config.make_dir(folder / STAGED_DIR)
+    lock = FileLock(str(folder / STAGED_DIR / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"Another `python -m course_utils stage` is staging {folder} now (it holds "
+              f"{lock.lock_file}). Two at once would train the same models twice and leave a "
+              "manifest that does not match the files: wait for it to finish (then run `python -m "
+              "course_utils stage --check` here), or stage another folder.", file=sys.stderr)
+        return 2
+    try:
+        return _stage_with_env(folder, fast, fetch, notebooks, timeout)
+    finally:
+        lock.release()
+
+
+def _stage_with_env(folder: Path, fast: bool, fetch: bool, notebooks: list[Path] | None,
+                    timeout: int) -> int:
+    """:func:`_stage` with ``COURSE_DATA_DIR`` and ``COURSE_FAST`` set for the notebooks' kernels."""
     saved = {k: os.environ.get(k) for k in ("COURSE_DATA_DIR", "COURSE_FAST")}
     # the notebooks' kernels inherit these: the same folder and mode as the staging run
     os.environ["COURSE_DATA_DIR"] = str(folder)

@@ -173,3 +173,19 @@ def test_check_counts_cached_results_and_says_which_will_not_load(staged, tmp_pa
     problems, notes = stage.check(copy)
     assert problems == [] and any("0 cached results" in n and "1 (" in n and "will not load" in n
                                   for n in notes)
+
+
+def test_a_second_staging_of_the_same_folder_stops_at_once_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from filelock import FileLock
+
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    folder = tmp_path / "workshop"
+    (folder / stage.STAGED_DIR).mkdir(parents=True)
+    with FileLock(str(folder / stage.STAGED_DIR / stage.LOCK_NAME)):  # another staging holds it
+        code = stage.stage(folder, fast=True, fetch=False, notebooks=[], timeout=60)
+    err = capsys.readouterr().err
+    assert code == 2 and "Another `python -m course_utils stage` is staging" in err and "--check" in err
+    assert stage.read_manifest(folder) is None
+    # once it is done, staging proceeds (no notebooks here: a manifest with no models)
+    assert stage.stage(folder, fast=True, fetch=False, notebooks=[], timeout=60) == 0
+    assert stage.read_manifest(folder)["models"] == []
