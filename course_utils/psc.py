@@ -152,8 +152,12 @@ class UndefinedPSC(ValueError):
     """
 
 
+#: Confidence level of PSC's bootstrap interval unless :func:`psc` is asked for another.
+CONFIDENCE = 0.95
+
+
 def psc(p_before: np.ndarray, p_after: np.ndarray, maps_before: np.ndarray, maps_after: np.ndarray,
-        n_boot: int = 1000, seed: int = 0, confidence: float = 0.95) -> PSCResult:
+        n_boot: int = 1000, seed: int = 0, confidence: float = CONFIDENCE) -> PSCResult:
     """Prediction-saliency correlation (PSC) of one model, saliency method and class.
 
     For each image i, ``D_pred_i = JSD([p_i, 1 - p_i] || [p'_i, 1 - p'_i])`` and
@@ -301,7 +305,7 @@ def _undefined(attack: perturb.AttackResult, n: int, n_boot: int, why: str) -> P
     d_pred = prediction_divergence(attack.p_before, attack.p_after)
     return PSCResult(r=np.nan, ci_low=np.nan, ci_high=np.nan, p_value=np.nan, d_pred=d_pred,
                      d_sal=np.full(n, np.nan), n=n, n_boot=int(n_boot), n_boot_valid=0,
-                     n_filled=0, confidence=0.95, undefined=why)
+                     n_filled=0, confidence=CONFIDENCE, undefined=why)
 
 
 #: Columns of :func:`psc_table`, in order.
