@@ -48,7 +48,7 @@ import tensorflow as tf
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from . import _checks, config, memo, metrics
+from . import _checks, config, memo, metrics, models
 
 warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
 
@@ -416,9 +416,23 @@ def predict_built(model: keras.Model, n: int, build: Callable[[np.ndarray], np.n
     batch of large images is smaller (:func:`copies_per_call`). Outputs do not depend on it.
     """
     size = copies_per_call(model, _checks.positive_int(batch_size, "batch_size"))
-    out = [np.asarray(model.predict_on_batch(build(np.arange(sl.start, sl.stop))), np.float32)
-           for sl in _checks.batches(n, size)]
-    return np.concatenate(out)
+    return models.predict_batches(model, _Built(n, build), size)
+
+
+@dataclass(frozen=True)
+class _Built:
+    """``n`` inputs made on demand: ``built[a:b]`` is ``build(np.arange(a, b))`` (for
+    :func:`course_utils.models.predict_batches`, which reads its inputs a slice at a time).
+    """
+
+    n: int
+    build: Callable[[np.ndarray], np.ndarray]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return self.build(np.arange(rows.start, rows.stop))
 
 
 def _target_scores(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
