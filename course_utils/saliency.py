@@ -512,13 +512,17 @@ def _numba_jit_off(off: bool):
     """Switch numba's ``DISABLE_JIT`` on inside the block when ``off`` (else change nothing).
 
     ``@njit`` reads it when a module decorates its functions, and numba's typed lists when one
-    is made (a plain list then): shap's plain-Python helpers need both.
+    is made (a plain list then): shap's plain-Python helpers need both. Without numba (shap 0.52+,
+    e.g. on Python 3.12+, no longer uses it) there is nothing to switch.
     """
+    if off:
+        try:
+            import numba
+        except ImportError:
+            off = False
     if not off:
         yield
         return
-    import numba
-
     before = numba.config.DISABLE_JIT
     numba.config.DISABLE_JIT = True
     try:
@@ -531,7 +535,8 @@ def _import_shap():
     """The ``shap`` module; in fast mode its numba helpers are imported as plain Python.
 
     shap compiles its helpers (partition tree, masked-model bookkeeping) with numba the first
-    time a process explains an image: about 7 s on 2 cores (measured 2026-12-04), paid again by
+    time a process explains an image (shap 0.51, which Python 3.11 gets; 0.52+ dropped numba):
+    about 7 s on 2 cores (measured 2026-12-04), paid again by
     every notebook kernel. Fast mode explains a few images with a few model calls each, for
     which the plain-Python helpers are quicker (a 128 px image with 16 calls: 0.15 s; a 224 px
     RGB image with 8 calls: 1.5 s). Full mode explains enough images (notebook 03: 96 with 400

@@ -357,7 +357,6 @@ import numpy as np
 import course_utils
 course_utils.import_tensorflow_quietly()
 import keras
-from numba.core.dispatcher import Dispatcher
 from course_utils import saliency
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
@@ -365,8 +364,12 @@ model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, ac
 x = np.random.default_rng(0).random((3, 16, 16, 1)).astype(np.float32)
 raw = saliency.compute(model, x, "shap", 1, max_evals=64).raw
 import shap
-print(json.dumps({"jit": isinstance(shap.utils._masked_model._build_fixed_single_output, Dispatcher),
-                  "maps": raw.tolist()}))
+try:  # shap 0.51 (Python 3.11) compiles its helpers with numba; 0.52+ has no numba helpers
+    from numba.core.dispatcher import Dispatcher
+    jit = isinstance(shap.utils._masked_model._build_fixed_single_output, Dispatcher)
+except (ImportError, AttributeError):
+    jit = None
+print(json.dumps({"jit": jit, "maps": raw.tolist()}))
 """
 
 
@@ -385,7 +388,10 @@ def test_shap_gives_the_same_maps_with_numbas_jit_off_in_fast_mode_and_on_in_ful
                              timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
         out[fast] = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["1"]["jit"] is False and out["0"]["jit"] is True
+    if out["0"]["jit"] is None:  # a shap without numba helpers: nothing is switched
+        assert out["1"]["jit"] is None
+    else:
+        assert out["1"]["jit"] is False and out["0"]["jit"] is True
     plain, compiled = np.array(out["1"]["maps"]), np.array(out["0"]["maps"])
     assert plain.shape == (3, 16, 16) and np.abs(plain).max() > 0
     np.testing.assert_allclose(plain, compiled, rtol=1e-6, atol=1e-12)
