@@ -683,6 +683,16 @@ def baseline(r: dict) -> tuple[float, str]:
     return (r["tkv_speedup"], "tf-keras-vis loop") if r.get("tkv_speedup") else (r["speedup"], "course loop")
 
 
+def tkv_note(r: dict) -> str:
+    """The tf-keras-vis loop's part of a row's note: "" when it has none, "the same" when its
+    note repeats the course loop's word for word (the same kink in the same pixels).
+    """
+    theirs = (r.get("tkv") or {}).get("note")
+    if not theirs:
+        return ""
+    return "tf-keras-vis loop: the same." if theirs == r["note"] else f"tf-keras-vis loop: {theirs}"
+
+
 def render(result: dict) -> str:
     h = result["header"]
     lines = [
@@ -726,8 +736,7 @@ def render(result: dict) -> str:
         if r["kind"] == "bare":
             continue
         t_cells = tkv_cells(r)
-        note = " ".join(filter(None, [r["note"], r.get("tkv") and r["tkv"]["note"]
-                                      and f"tf-keras-vis loop: {r['tkv']['note']}"]))
+        note = " ".join(filter(None, [r["note"], tkv_note(r)]))
         cells = [r["name"], r["model"], str(r["images"]), settings_text(r["settings"]), fmt(r["batched_s"]),
                  fmt(r["looped_s"]), fmt(r["speedup"], ".1f") + "x" if r["speedup"] else "", *t_cells[:2],
                  fmt(r.get("max_abs"), ".2e"), fmt(r.get("rel"), ".2e"), fmt(r.get("max_abs_p_after"), ".1e"),

@@ -456,3 +456,12 @@ def test_solution_notebooks_solve_registered_exercises_and_check_them():
             assert bool(asserted) == ex.checkable, f"{path.name}: {ex.id} must assert its check iff checkable"
         assert not any("solution" in _tags(c) or "your-turn" in _tags(c) for c in cells)
 
+
+
+def test_kernel_benchmark_row_note_says_the_same_instead_of_repeating_the_tf_keras_vis_note():
+    kernels = _kernels()
+    same = {"note": "kink here", "tkv": {"note": "kink here"}}
+    assert kernels.tkv_note(same) == "tf-keras-vis loop: the same."
+    assert kernels.tkv_note({"note": "a", "tkv": {"note": "b"}}) == "tf-keras-vis loop: b"
+    assert kernels.tkv_note({"note": "a"}) == ""
+    assert kernels.tkv_note({"note": "a", "tkv": {"note": ""}}) == ""
