@@ -1,15 +1,15 @@
 """One registry of saliency methods, one way to call them: :func:`compute` and :func:`explainer`.
 
 :data:`METHODS` maps each method's id to a :class:`Method`: its display name and *its own*
-settings with their defaults. Grad-CAM and Grad-CAM++ come from tf-keras-vis. The other methods
-are short batched TensorFlow code run as compiled graphs (on a CPU about 3x faster than the same
-code run eagerly, as tf-keras-vis runs it): vanilla gradients and SmoothGrad reproduce
-tf-keras-vis' ``Saliency`` (same noise draws; the tests check the maps are equal), guided
-backprop uses tf-keras-vis' guided ReLUs, Score-CAM computes what tf-keras-vis' ``Scorecam``
-does but picks its channels per image (see :func:`_scorecam`), and gradient x input and
-Integrated Gradients are not in tf-keras-vis. Two perturbation methods need no gradient at all:
-occlusion sensitivity (Zeiler & Fergus 2014) and SHAP's Partition explainer (Lundberg & Lee 2017;
-the ``shap`` package) -- they only query the model.
+settings with their defaults. The gradient methods are short batched TensorFlow code run as
+compiled graphs (on a CPU about 3x faster than the same code run eagerly, as tf-keras-vis runs
+it): vanilla gradients and SmoothGrad reproduce tf-keras-vis' ``Saliency`` (same noise draws),
+Grad-CAM and Grad-CAM++ its ``Gradcam`` and ``GradcamPlusPlus`` (the tests check all four give
+tf-keras-vis' maps), guided backprop uses tf-keras-vis' guided ReLUs, Score-CAM computes what
+tf-keras-vis' ``Scorecam`` does but picks its channels per image (see :func:`_scorecam`), and
+gradient x input and Integrated Gradients are not in tf-keras-vis. Two perturbation methods need
+no gradient at all: occlusion sensitivity (Zeiler & Fergus 2014) and SHAP's Partition explainer
+(Lundberg & Lee 2017; the ``shap`` package) -- they only query the model.
 
 * :func:`compute` -- maps of a batch of images for one method: a :class:`SaliencyResult` with
   *raw* maps (what the metrics need) and min-max *normalised* maps (what the eye needs).
@@ -262,25 +262,74 @@ def _cam_layer(model: keras.Model, layer: str | None) -> keras.layers.Layer:
     return found
 
 
-def _cam_args(layer: str | None) -> dict:
-    return {"penultimate_layer": layer, "seek_penultimate_conv_layer": layer is None}
+def _cam_gradient_fn(logits: keras.Model, layer: keras.layers.Layer) -> Callable:
+    """``cam_inputs(x, targets)``: ``layer``'s activations A (b, h, w, K), d(score)/dA and the
+    scores (b,), as one compiled graph, cached per model and layer (reads current weights).
+
+    The forward and backward pass tf-keras-vis' ``Gradcam`` and ``GradcamPlusPlus`` run
+    eagerly, after building a two-output model on every call.
+    """
+    def build() -> Callable:
+        both = keras.Model(logits.inputs, [logits.outputs[0], layer.output])
+
+        @tf.function(reduce_retracing=True)
+        def cam_inputs(x: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                outputs, acts = both(x, training=False)
+                score = _target_score(outputs, targets)
+            return acts, tape.gradient(score, acts), score
+        return cam_inputs
+
+    return per_model(logits, ("cam_inputs", layer.name), build)
+
+
+def _cam_parts(logits: keras.Model, images: np.ndarray, targets: np.ndarray,
+               layer: str | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    x = tf.convert_to_tensor(images, tf.float32)
+    t = tf.convert_to_tensor(np.broadcast_to(targets, (len(images),)), tf.int32)
+    return _cam_gradient_fn(logits, _cam_layer(logits, layer))(x, t)
+
+
+def _upsample(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(b, h, w) maps -> (b, H, W) by ``scipy.ndimage.zoom(order=1)``'s corner-aligned linear
+    interpolation (what tf-keras-vis does to a CAM), as two small matrix products.
+    """
+    zy, zx = _linear_zoom(cams.shape[1], size[0]), _linear_zoom(cams.shape[2], size[1])
+    return np.einsum("oh,bhw,pw->bop", zy, cams, zx, optimize=True)
 
 
 def _gradcam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
              layer: str | None = None) -> np.ndarray:
-    from tf_keras_vis.gradcam import Gradcam
-
-    score, _ = _scores(logits, targets)
-    return Gradcam(logits, clone=False)(score, images, normalize_cam=False, **_cam_args(layer))
+    """Grad-CAM (Selvaraju et al. 2017) as tf-keras-vis' ``Gradcam`` computes it (tests check
+    the maps are equal): channel weights = spatial mean of d(score)/dA, ReLU of the weighted sum
+    of the channels, upsampled to the image -- from one compiled pass (:func:`_cam_gradient_fn`).
+    """
+    acts, grads, _ = _cam_parts(logits, images, targets, layer)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(acts * weights, axis=-1)).numpy()
+    return _upsample(cam, images.shape[1:3])
 
 
 def _gradcam_plus_plus(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
                        layer: str | None = None) -> np.ndarray:
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-
-    score, _ = _scores(logits, targets)
-    return GradcamPlusPlus(logits, clone=False)(score, images, normalize_cam=False,
-                                                **_cam_args(layer))
+    """Grad-CAM++ (Chattopadhay et al. 2018) as tf-keras-vis' ``GradcamPlusPlus`` computes it
+    (tests check the maps are equal): with S = exp(score) and g = d(score)/dA, pixel weights
+    alpha = S g^2 / (2 S g^2 + S g^3 sum(A)), normalised over the map, channel weights =
+    sum(alpha relu(S g)), ReLU of the weighted sum, upsampled -- from one compiled pass.
+    """
+    acts, grads, score = _cam_parts(logits, images, targets, layer)
+    first = tf.exp(score)[:, None, None, None] * grads
+    second = first * grads
+    third = second * grads
+    global_sum = tf.reduce_sum(acts, axis=(1, 2), keepdims=True)
+    denom = second * 2.0 + third * global_sum
+    alphas = second / (denom + tf.cast(second == 0.0, second.dtype))
+    norm = tf.reduce_sum(alphas, axis=(1, 2), keepdims=True)
+    alphas = alphas / (norm + tf.cast(norm == 0.0, norm.dtype))
+    weights = tf.reduce_sum(tf.nn.relu(first) * alphas, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * acts, axis=-1)).numpy()
+    return _upsample(cam, images.shape[1:3])
 
 
 #: Score-CAM's masked copies go through the model this many images at a time (as tf-keras-vis).
@@ -365,8 +414,7 @@ def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
 
     scores = predict_built(logits, len(images) * n, masked, SCORECAM_BATCH)
     weights = target_probability(scores, np.repeat(targets, n), from_logits=True).reshape(-1, n)
-    cam = np.maximum(np.einsum("bhwn,bn->bhw", acts, weights), 0)
-    return np.einsum("oh,bhw,pw->bop", zy, cam, zx, optimize=True)
+    return _upsample(np.maximum(np.einsum("bhwn,bn->bhw", acts, weights), 0), images.shape[1:3])
 
 
 def _guided_clone(model: keras.Model) -> keras.Model:

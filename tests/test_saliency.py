@@ -141,6 +141,46 @@ def test_vanilla_and_smoothgrad_equal_tf_keras_vis(relu_cnn, target):
     assert not np.allclose(ours, saliency.compute(model, x, "vanilla", target).raw)
 
 
+def _softmax_cnn(classes: int = 4) -> keras.Model:
+    """A tiny 3-channel CNN with a softmax head (the VGG16 case: categorical scores)."""
+    init = keras.initializers.GlorotUniform(seed=1)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", kernel_initializer=init)(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", kernel_initializer=init,
+                            name="feat")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", kernel_initializer=init)(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("head", ["sigmoid", "softmax"])
+def test_gradcam_and_gradcam_plus_plus_equal_tf_keras_vis(relu_cnn, method, head):
+    """The compiled, batched CAMs give tf-keras-vis' Gradcam / GradcamPlusPlus maps (logit
+    scores, no normalisation, upsampled to the image) for mixed targets in one batch."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
+
+    if head == "sigmoid":
+        (model, x), layer, targets = relu_cnn, "last_conv", np.array([1, 0, 1, 1, 0])
+        score = BinaryScore(targets.astype(bool).tolist())
+    else:
+        model, layer, targets = _softmax_cnn(), "feat", np.array([0, 3, 1, 2])
+        x = np.random.default_rng(5).uniform(0, 1, size=(4, 24, 24, 3)).astype(np.float32)
+        score = CategoricalScore(targets.tolist())
+    ours = saliency.compute(model, x, method, targets, layer=layer).raw
+    cam = Gradcam if method == "gradcam" else GradcamPlusPlus
+    theirs = cam(saliency.logit_model(model), clone=False)(score, x, penultimate_layer=layer,
+                                                           normalize_cam=False)
+    assert ours.shape == theirs.shape == x.shape[:3] and np.abs(theirs).max() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * np.abs(theirs).max())
+    # a map does not depend on which images share its batch
+    alone = saliency.compute(model, x[1:2], method, targets[1], layer=layer).raw
+    np.testing.assert_allclose(ours[1], alone[0], rtol=1e-5, atol=1e-6 * np.abs(theirs).max())
+
+
 @pytest.mark.parametrize("max_n", [2, None])
 def test_scorecam_equals_tf_keras_vis_image_by_image(relu_cnn, max_n):
     """Batched Score-CAM = tf-keras-vis' Scorecam on each image alone (its channel choice is
