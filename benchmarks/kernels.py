@@ -212,9 +212,7 @@ def target_logit_scale(model, x, targets) -> float:
     from course_utils import saliency
 
     z = np.asarray(saliency.logit_model(model)(x, training=False), np.float64)
-    t = np.asarray(targets)
-    scores = z[:, 0] * (2 * t - 1) if z.shape[-1] == 1 else z[np.arange(len(z)), t]
-    return float(np.abs(scores).max())
+    return float(np.abs(saliency._target_scores(z, np.asarray(targets))).max())
 
 
 def logit_agreement(model, x) -> float:

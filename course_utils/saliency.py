@@ -140,19 +140,19 @@ def _logit_twin(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, outputs, name=f"{model.name}_logits")
 
 
-def _scores(model: keras.Model, targets) -> tuple[object, np.ndarray]:
-    """A tf-keras-vis score function for ``targets`` (class index per image or one int)."""
-    from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
-
+def _valid_targets(model: keras.Model, targets) -> np.ndarray:
+    """``targets`` (one int or a class index per image) as an int array, checked against
+    ``model``'s outputs: 0 or 1 for one output unit (1 = its positive class), else [0, k).
+    """
     targets = _checks.targets(targets)
     if model.outputs[0].shape[-1] == 1:
         if not np.isin(targets, (0, 1)).all():
             raise ValueError(f"a single-output model takes targets 0 or 1, got {targets}")
-        return BinaryScore(targets.astype(bool).tolist()), targets
+        return targets
     n_classes = model.outputs[0].shape[-1]
     if targets.min() < 0 or targets.max() >= n_classes:
         raise ValueError(f"targets must be class indices in [0, {n_classes}), got {targets}")
-    return CategoricalScore(targets.tolist()), targets
+    return targets
 
 
 def _target_score(outputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -194,7 +194,7 @@ def _gradients(model: keras.Model, images: np.ndarray, targets: np.ndarray) -> n
 def input_gradients(model: keras.Model, images: np.ndarray, targets) -> np.ndarray:
     """d(score of target)/d(input) for a batch: (n, H, W, C) float32 (logit scores)."""
     logits = logit_model(model)
-    _, targets = _scores(logits, targets)
+    targets = _valid_targets(logits, targets)
     return _gradients(logits, np.asarray(images, np.float32), targets)
 
 
@@ -262,6 +262,14 @@ def _cam_layer(model: keras.Model, layer: str | None) -> keras.layers.Layer:
     return found
 
 
+def _with_layer_output(logits: keras.Model, layer: keras.layers.Layer) -> keras.Model:
+    """A model of ``logits``' input with two outputs, ``[logits, layer's activations]``, made once
+    per model and layer (shared layers, no weight copy).
+    """
+    return per_model(logits, ("with_output", layer.name),
+                     lambda: keras.Model(logits.inputs, [logits.outputs[0], layer.output]))
+
+
 def _cam_gradient_fn(logits: keras.Model, layer: keras.layers.Layer) -> Callable:
     """``cam_inputs(x, targets)``: ``layer``'s activations A (b, h, w, K), d(score)/dA and the
     scores (b,), as one compiled graph, cached per model and layer (reads current weights).
@@ -270,7 +278,7 @@ def _cam_gradient_fn(logits: keras.Model, layer: keras.layers.Layer) -> Callable
     eagerly, after building a two-output model on every call.
     """
     def build() -> Callable:
-        both = keras.Model(logits.inputs, [logits.outputs[0], layer.output])
+        both = _with_layer_output(logits, layer)
 
         @tf.function(reduce_retracing=True)
         def cam_inputs(x: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -338,8 +346,8 @@ SCORECAM_BATCH = 32
 def _activations_fn(logits: keras.Model, layer: keras.layers.Layer) -> Callable:
     """Compiled ``activations(x)`` of ``layer``, cached per model and layer (reads current weights)."""
     def build() -> Callable:
-        features = keras.Model(logits.inputs, layer.output)
-        return tf.function(lambda x: features(x, training=False), reduce_retracing=True)
+        both = _with_layer_output(logits, layer)
+        return tf.function(lambda x: both(x, training=False)[1], reduce_retracing=True)
 
     return per_model(logits, ("activations", layer.name), build)
 
@@ -364,11 +372,13 @@ def target_probability(outputs: np.ndarray, targets: np.ndarray, *,
     return p.numpy()
 
 
+@functools.lru_cache(maxsize=16)
 def _linear_zoom(size_in: int, size_out: int) -> np.ndarray:
     """(size_out, size_in) float32 matrix of ``scipy.ndimage.zoom(order=1)`` along one axis.
 
     Corner-aligned linear interpolation: output pixel o samples the input at
-    o * (size_in - 1) / (size_out - 1), as zoom does (``grid_mode=False``).
+    o * (size_in - 1) / (size_out - 1), as zoom does (``grid_mode=False``). Cached and
+    read-only: the same few sizes recur on every CAM call.
     """
     pos = np.arange(size_out) * ((size_in - 1) / max(size_out - 1, 1))
     lo = np.minimum(np.floor(pos).astype(int), size_in - 1)
@@ -377,7 +387,9 @@ def _linear_zoom(size_in: int, size_out: int) -> np.ndarray:
     m = np.zeros((size_out, size_in))
     np.add.at(m, (np.arange(size_out), lo), 1 - frac)
     np.add.at(m, (np.arange(size_out), hi), frac)
-    return m.astype(np.float32)
+    m = m.astype(np.float32)
+    m.flags.writeable = False
+    return m
 
 
 def _scorecam(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
@@ -763,7 +775,7 @@ def compute(model: keras.Model, images: np.ndarray, method: str, targets, *,
     entry, full = _method(method, settings)
     _checks.targets(targets, len(images))
     _checks.positive_int(batch_size, "batch_size")
-    _, target_arr = _scores(logit_model(model), targets)
+    target_arr = _valid_targets(logit_model(model), targets)
     target_arr = np.broadcast_to(target_arr, (len(images),)).copy()
     if entry.max_batch is not None:
         batch_size = min(batch_size, entry.max_batch(full, images.shape[1:]))
