@@ -74,18 +74,23 @@ def import_tensorflow_quietly() -> None:
 def setup(seed: int | None = None, *, verbose: bool = True) -> dict[str, object]:
     """Standard first cell: quiet logs, seed everything, set the plot style, report the setup.
 
-    In a notebook it also has freed memory returned to the system after every cell
-    (:func:`course_utils.environment.trim_memory_after_cells`).
+    On Linux it caps glibc's malloc arenas (:func:`course_utils.environment.limit_malloc_arenas`)
+    and, in a notebook, has freed memory returned to the system after every cell
+    (:func:`course_utils.environment.trim_memory_after_cells`): a laptop then sees the
+    memory a notebook holds, not its threads' leftovers.
 
     Returns the facts printed (a dict) so notebooks can assert on them.
     """
     import logging
     import warnings
 
+    from . import environment
+
+    environment.limit_malloc_arenas()  # before TensorFlow's thread pools exist
     import_tensorflow_quietly()
     import keras
 
-    from . import config, environment, plots
+    from . import config, plots
 
     warnings.filterwarnings("ignore", message=r"The structure of `inputs`", category=UserWarning)
     # notebooks call several models: hide TensorFlow's Python-side re-tracing notices

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import sys
+from typing import Any
 
 from . import assets, config
 
@@ -88,6 +89,44 @@ FAST_MODE_NOTE = ("NOTE: fast mode trains on less data for fewer epochs; it chec
                   "to take the course.")
 
 
+#: glibc's ``mallopt`` parameter for the number of malloc arenas (``M_ARENA_MAX`` in malloc.h).
+_M_ARENA_MAX = -8
+#: Arenas the course allows: what ``MALLOC_ARENA_MAX=2`` sets (glibc's default is 8 per core).
+MALLOC_ARENAS = 2
+
+
+def _glibc() -> Any | None:
+    """The process's C library through ctypes if it is glibc on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018  (musl and other C libraries lack them)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let glibc's allocator keep at most ``arenas`` heaps for the process's threads; True if set.
+
+    glibc gives each new thread that allocates its own heap ("arena"), up to 8 per core, and
+    memory freed in one arena is reused only by the threads of that arena. TensorFlow's thread
+    pools spread a notebook's large temporary arrays over many arenas, so the kernel's resident
+    memory grows with the number of threads, not with what it holds (notebook 03 from scratch:
+    3.62 GB with the default, 3.48 GB with ``MALLOC_ARENA_MAX=2``; ``benchmarks/results.md``).
+    Call it before TensorFlow starts its threads (:func:`course_utils.setup` does): arenas that
+    exist already are kept. Does nothing on macOS, Windows or a Linux without glibc.
+    """
+    if arenas < 1:
+        raise ValueError(f"arenas must be >= 1, got {arenas}")
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
+
+
 def return_freed_memory() -> bool:
     """Hand memory the process has freed back to the operating system; True if it could.
 
@@ -97,17 +136,10 @@ def return_freed_memory() -> bool:
     returns them; it costs tens of milliseconds. Does nothing on macOS and Windows (other
     allocators) or a Linux without glibc.
     """
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
-        return False
-    trim(0)
+    libc.malloc_trim(0)
     return True
 
 

@@ -34,15 +34,57 @@ def test_freed_memory_is_returned_only_when_asked():
     assert returned("assert environment.return_freed_memory()") > 200  # MB back to the system
 
 
-def test_setup_trims_after_every_cell_once():
+ARENAS = """
+import ctypes, sys, threading
+from course_utils import environment
+if {limit}:
+    assert environment.limit_malloc_arenas()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+start = threading.Barrier(8)
+def work():  # ctypes releases the GIL, so eight threads allocate at once, as TensorFlow's do
+    start.wait()
+    blocks = [libc.malloc(4096) for _ in range(2000)]
+    for b in blocks:
+        libc.free(b)
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@linux
+def test_malloc_arenas_are_capped_only_when_asked():
+    def arenas(limit: bool) -> int:
+        out = subprocess.run([sys.executable, "-c", ARENAS.format(limit=limit)],
+                             capture_output=True, text=True, check=True)
+        return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
+
+    assert arenas(False) > environment.MALLOC_ARENAS  # glibc: a new arena per allocating thread
+    assert arenas(True) <= environment.MALLOC_ARENAS
+
+
+def test_malloc_arenas_reject_a_nonsense_limit():
+    with pytest.raises(ValueError, match="arenas must be >= 1"):
+        environment.limit_malloc_arenas(0)
+
+
+def test_setup_trims_after_every_cell_once(monkeypatch):
     from IPython.core.interactiveshell import InteractiveShell
 
     import course_utils
 
+    capped = []
+    monkeypatch.setattr(environment, "limit_malloc_arenas", lambda: capped.append(1) or True)
     shell = InteractiveShell.instance()
     try:
         course_utils.setup(verbose=False)
         course_utils.setup(verbose=False)  # a second first cell: still one callback
+        assert capped == [1, 1]  # setup caps the arenas too
         callbacks = shell.events.callbacks["post_run_cell"]
         assert callbacks.count(environment._after_cell) == 1
         assert shell.run_cell("x = 1 + 1").success
