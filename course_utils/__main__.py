@@ -13,6 +13,7 @@ Tasks (run from a clone; they create ``.venv`` from the lock file first, unless 
 Tools (run in the current environment):
 
 * ``doctor``   – versions, devices, memory, fast/offline mode, network, which assets are cached.
+* ``prune``    – delete cached results that this version of the code can no longer load.
 * ``prefetch`` – download every asset into the cache (run before a workshop, with internet).
 * ``stage``    – prefetch, then run notebooks 01-06 and their solutions into the data folder so
   every model is trained and cached (before a workshop); ``stage --check`` verifies a copy.
@@ -56,11 +57,44 @@ def _doctor(_: argparse.Namespace) -> int:
                                                    "notebook trains its own)"))
     for line in (notes + [f"[BAD] {p}" for p in problems]) if staged else []:
         print(f"  {line}")
+    from . import memo
+
+    dead = [p for f in config.read_dirs(memo.RESULTS_DIR)
+            for inv in [memo.inventory(f)] for p in inv.stale + inv.unreadable]
+    if dead:
+        print(f"\nCached results: {len(dead)} ({memo.Inventory.size(dead) / 1e6:.0f} MB) from another "
+              "version of the course's code or of TensorFlow/Keras can no longer load; "
+              "`python -m course_utils prune` removes them.")
     missing = [r["asset"] for r in info["assets"] if not r["present"] and r["kind"] != "dataset"]
     if missing:
         print("\nMissing or damaged assets fall back to offline stand-ins (random-weight VGG16, "
               "scikit-image photos). To stage them: `python -m course_utils prefetch` with "
               "internet access (a damaged file is set aside and fetched again).")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from . import config, memo
+
+    try:
+        folders = [f for f in config.read_dirs(memo.RESULTS_DIR) if f.is_dir()]
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for folder in folders:
+        inv = memo.inventory(folder)
+        dead = inv.stale + inv.unreadable
+        if args.dry_run:
+            files, nbytes = len(dead), inv.size(dead)
+        else:
+            files, nbytes = memo.prune(folder)
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{folder}: {verb} {files} cached result(s), {nbytes / 1e6:.0f} MB, that this code "
+              f"and TensorFlow/Keras can no longer load; {len(inv.current)} that load are kept.")
+        if not args.dry_run and files < len(dead):
+            print(f"  {len(dead) - files} could not be removed (read-only or another user's files).")
+    if not folders:
+        print("No cached results yet: nothing to remove.")
     return 0
 
 
@@ -194,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
                    ).set_defaults(func=_sync_url)
     sub.add_parser("doctor", help="report versions, devices and cached assets").set_defaults(
         func=_doctor)
+    p = sub.add_parser("prune", help="delete cached results that this code version can no "
+                       "longer load (the data folder only grows as the course is updated)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=_prune)
     p = sub.add_parser("prefetch", help="download every asset for offline use")
     p.add_argument("names", nargs="*", help="only these assets (default: all)")
     p.set_defaults(func=_prefetch)

@@ -248,6 +248,30 @@ def test_inventory_sorts_results_and_prune_removes_only_those_that_cannot_load(m
     assert memo.inventory(folder / "nothing-here") == memo.Inventory([], [], [])
 
 
+def test_prune_command_lists_then_removes_only_results_that_cannot_load(model, images, monkeypatch,
+                                                                      capsys):
+    from course_utils import __main__ as cli
+
+    folder = config.data_dir() / memo.RESULTS_DIR
+    fn = Counting()
+    assert cli.main(["prune"]) == 0 and "nothing to remove" in capsys.readouterr().out
+    memo.cached(fn, model, images)  # current
+    with monkeypatch.context() as m:
+        m.setattr(memo, "code_digest", lambda: "an older course")
+        memo.cached(fn, model, images[:2])  # stale
+    assert cli.main(["doctor"]) == 0
+    assert "1 (0 MB) from another version" in capsys.readouterr().out
+    assert cli.main(["prune", "--dry-run"]) == 0
+    assert "would remove 1 cached result(s)" in capsys.readouterr().out
+    assert len(list(folder.glob("*.npz"))) == 2  # a dry run deletes nothing
+    assert cli.main(["prune"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 cached result(s)" in out and "1 that load are kept" in out
+    assert len(list(folder.glob("*.npz"))) == 1
+    memo.cached(fn, model, images)
+    assert fn.calls == 2  # the current result still loads
+
+
 def test_model_digest_hashes_layer_types_and_every_weights_bytes_and_sees_a_changed_weight(model):
     import hashlib
 
