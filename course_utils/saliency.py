@@ -40,7 +40,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 import keras
 import numpy as np
@@ -563,10 +563,6 @@ def _occlusion(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
 SHAP_BATCH = 64
 
 
-#: True once ``shap`` was imported by :func:`_import_shap` with numba's JIT off (fast mode).
-_shap_plain = False
-
-
 @contextlib.contextmanager
 def _numba_jit_off(off: bool):
     """Switch numba's ``DISABLE_JIT`` on inside the block when ``off`` (else change nothing).
@@ -591,8 +587,9 @@ def _numba_jit_off(off: bool):
         numba.config.DISABLE_JIT = before
 
 
-def _import_shap():
-    """The ``shap`` module; in fast mode its numba helpers are imported as plain Python.
+@functools.cache
+def _import_shap() -> tuple[ModuleType, bool]:
+    """``(shap, plain)``: the ``shap`` module, and whether its numba helpers are plain Python.
 
     shap compiles its helpers (partition tree, masked-model bookkeeping) with numba the first
     time a process explains an image (shap 0.51, which Python 3.11 gets; 0.52+ dropped numba):
@@ -602,15 +599,14 @@ def _import_shap():
     RGB image with 8 calls: 1.5 s). Full mode explains enough images (notebook 03: 96 with 400
     calls) that compiling pays. The helpers are the same Python code either way and give the
     same values (``tests/test_saliency.py`` checks both paths). numba is switched only while
-    shap is imported and while :func:`compute` runs it; a shap imported before stays as it was.
+    shap is imported and while :func:`compute` runs it; a shap imported before (by the learner)
+    stays as it was. Decided once per process (cached), as an imported module cannot change.
     """
-    global _shap_plain
-    if "shap" not in sys.modules:
-        _shap_plain = config.fast_mode()
-    with _numba_jit_off(_shap_plain), warnings.catch_warnings():
+    plain = "shap" not in sys.modules and config.fast_mode()
+    with _numba_jit_off(plain), warnings.catch_warnings():
         warnings.simplefilter("ignore", PendingDeprecationWarning)  # shap warns about matplotlib
         import shap
-    return shap
+    return shap, plain
 
 
 def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray, *,
@@ -623,7 +619,7 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
     by the blurred image. ``max_evals`` model calls per image, :data:`SHAP_BATCH` at a time;
     shap's random tie-breaks draw from NumPy's global generator, which :func:`compute` seeds.
     """
-    shap = _import_shap()
+    shap, plain = _import_shap()
     _, h, w, c = images.shape
     max_evals = _checks.positive_int(max_evals, "max_evals")
     size = max(1, min(h, w) // 2) if blur is None else _checks.positive_int(blur, "blur")
@@ -636,7 +632,7 @@ def _shap_partition(logits: keras.Model, images: np.ndarray, targets: np.ndarray
         return _target_scores(outputs, np.full(len(x), current["target"]))
 
     maps = []
-    with _numba_jit_off(_shap_plain):  # shap's plain helpers (fast mode) want plain lists
+    with _numba_jit_off(plain):  # shap's plain helpers (fast mode) want plain lists
         masker = shap.maskers.Image(np.full((h, w, c), np.nan, np.float32), (h, w, c))
         for image, target, hidden in zip(images, targets, blurred):  # one image per shap call
             current.update(target=target, hidden=hidden)
