@@ -39,6 +39,8 @@ from pathlib import Path
 
 import psutil
 
+from course_utils.tasks import TASK_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = {"fast_total_s": 300, "full_total_s": 900, "staged_total_s": 360, "peak_gb": 3.5}
 TOP = 10  # cells listed in the profile
@@ -114,8 +116,8 @@ def _tree_rss(proc: psutil.Process) -> int:
 
 def run_once(notebook: Path, fast: bool, data_dir: Path) -> tuple[float, float, bool, list[dict]]:
     """Execute one notebook in a subprocess: (seconds, peak GB, succeeded, per-cell records)."""
-    env = os.environ | {"COURSE_FAST": "1" if fast else "0", "TF_CPP_MIN_LOG_LEVEL": "3",
-                        "CUDA_VISIBLE_DEVICES": "", "COURSE_DATA_DIR": str(data_dir)}
+    env = os.environ | TASK_ENV | {"COURSE_FAST": "1" if fast else "0",
+                                   "COURSE_DATA_DIR": str(data_dir)}  # as `make course` runs them
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as cells_log:
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", _EXECUTE, str(notebook),

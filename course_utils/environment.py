@@ -117,7 +117,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     memory freed in one arena is reused only by the threads of that arena. TensorFlow's thread
     pools spread a notebook's large temporary arrays over many arenas, so the kernel's resident
     memory grows with the number of threads, not with what it holds (notebook 03 from scratch:
-    3.62 GB with the default, 3.48 GB with ``MALLOC_ARENA_MAX=2``; ``benchmarks/results.md``).
+    3.62 GB with the default, 3.56 GB with this call, 3.48 GB with ``MALLOC_ARENA_MAX=2`` from the
+    kernel's start, which the course's tasks set; ``benchmarks/results.md``).
     Call it before TensorFlow starts its threads (:func:`course_utils.setup` does): arenas that
     exist already are kept. Does nothing on macOS, Windows or a Linux without glibc.
     """

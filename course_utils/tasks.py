@@ -40,6 +40,11 @@ TASK_ENV = {
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",  # ipykernel's debugger note on Python 3.11+
+    # glibc: at most 2 malloc heaps from the start of every kernel the task launches, so a
+    # notebook's memory is what it holds, not TensorFlow's per-thread leftovers (notebook 03
+    # from scratch: 3.62 GB by default, 3.56 GB with setup()'s later cap alone, 3.48 GB with
+    # this; benchmarks/results.md). Other C libraries ignore it.
+    "MALLOC_ARENA_MAX": "2",
 }
 
 

@@ -96,3 +96,10 @@ def test_setup_trims_after_every_cell_once(monkeypatch):
 
 def test_outside_a_kernel_nothing_is_registered():
     assert environment.trim_memory_after_cells() is False
+
+
+def test_course_tasks_start_kernels_with_the_same_arena_cap():
+    """`make lab/course/test` set it from each kernel's start (setup()'s cap comes later)."""
+    from course_utils import tasks
+
+    assert tasks.TASK_ENV["MALLOC_ARENA_MAX"] == str(environment.MALLOC_ARENAS)
