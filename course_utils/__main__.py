@@ -84,10 +84,7 @@ def _prune(args: argparse.Namespace) -> int:
     for folder in folders:
         inv = memo.inventory(folder)
         dead = inv.stale + inv.unreadable
-        if args.dry_run:
-            files, nbytes = len(dead), inv.size(dead)
-        else:
-            files, nbytes = memo.prune(folder)
+        files, nbytes = memo.prune(folder, dry_run=args.dry_run)
         verb = "would remove" if args.dry_run else "removed"
         print(f"{folder}: {verb} {files} cached result(s), {nbytes / 1e6:.0f} MB, that this code "
               f"and TensorFlow/Keras can no longer load; {len(inv.current)} that load are kept.")

@@ -346,8 +346,9 @@ def inventory(folder: Path) -> Inventory:
     return Inventory(current, stale, unreadable)
 
 
-def prune(folder: Path) -> tuple[int, int]:
-    """Delete the stale and unreadable results in ``folder``: ``(files, bytes)`` removed.
+def prune(folder: Path, *, dry_run: bool = False) -> tuple[int, int]:
+    """Delete the stale and unreadable results in ``folder``: ``(files, bytes)`` removed
+    (with ``dry_run``: what would be removed, nothing deleted).
 
     Used by ``python -m course_utils stage`` on the folder it stages: results of another code
     version or software stack can never load there again, and a staged folder is copied to
@@ -358,7 +359,8 @@ def prune(folder: Path) -> tuple[int, int]:
     for path in inv.stale + inv.unreadable:
         try:
             size = path.stat().st_size
-            path.unlink()
+            if not dry_run:
+                path.unlink()
         except OSError:
             continue
         files, nbytes = files + 1, nbytes + size
